@@ -1,0 +1,232 @@
+//! Holds: a linked pair of pending transfers (stock -> holding, quota -> sink) sharing one
+//! timeout. TigerBeetle voids both by itself at the deadline; nothing of ours has to run.
+
+use std::time::{Duration, SystemTime};
+
+use tb::error::CreateTransferErrorKind as K;
+use tb::transfer::Flags;
+use tb::Transfer;
+use tigerbeetle_unofficial as tb;
+
+use crate::error::{LedgerError, Result};
+use crate::ids::{self, AccountKind, TransferKind, PARTIAL_ATTEMPTS_MAX};
+use crate::offering::OfferingSpec;
+use crate::results::{chain_cause, is_exists, transfer_results};
+use crate::Ledger;
+
+/// Holds longer than a week are a configuration mistake, not a business need.
+pub const HOLD_SECONDS_MAX: u32 = 7 * 24 * 3600;
+
+/// A caller-chosen, 120-bit hold identifier. The API derives it from person +
+/// Idempotency-Key, so a retried request names the same hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HoldId(u128);
+
+impl HoldId {
+    /// Accepts any non-zero value that fits in 120 bits.
+    pub fn new(raw: u128) -> Option<Self> {
+        (raw != 0 && raw & !ids::BASE_MASK == 0).then_some(HoldId(raw))
+    }
+
+    /// Folds 16 bytes of a hash into a hold id (dropping the top byte).
+    pub fn from_hash(bytes: [u8; 16]) -> Self {
+        let raw = u128::from_be_bytes(bytes) & ids::BASE_MASK;
+        HoldId(raw.max(1))
+    }
+
+    pub fn get(self) -> u128 {
+        self.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldRequest {
+    pub id: HoldId,
+    pub zone: u16,
+    pub person: u64,
+    pub quantity: u128,
+    pub timeout_seconds: u32,
+    /// Take what is left, in whole lots and never below the minimum, instead of failing.
+    pub allow_partial: bool,
+}
+
+impl HoldRequest {
+    /// A digest of what was asked, stored with the hold so that reusing a hold id for a
+    /// different request is detected instead of silently answered with the old hold.
+    pub fn fingerprint(&self) -> u64 {
+        // FNV-1a: stable across builds and platforms, which `DefaultHasher` is not.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                hash ^= *b as u64;
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(&self.zone.to_le_bytes());
+        eat(&self.person.to_le_bytes());
+        eat(&self.quantity.to_le_bytes());
+        eat(&self.timeout_seconds.to_le_bytes());
+        eat(&[self.allow_partial as u8]);
+        hash
+    }
+}
+
+/// Why a hold request was refused before reaching the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldRejection {
+    UnknownZone,
+    BelowMinimum,
+    NotLotMultiple,
+    AboveMaximum,
+    TimeoutOutOfRange,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub quantity: u128,
+    /// The deadline; computed from the cluster's timestamp when known, otherwise from our
+    /// clock before submission, which can only be earlier than the real one.
+    pub expires_at: SystemTime,
+    /// The hold existed already: this call was a replay.
+    pub replayed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldOutcome {
+    Held(Held),
+    SoldOut,
+    PersonLimitExceeded,
+    /// The hold id was used before for a different request.
+    IdReused,
+    Rejected(HoldRejection),
+}
+
+enum Attempt {
+    Created,
+    Existed,
+    StockShort,
+    QuotaShort,
+}
+
+impl Ledger {
+    /// Places a hold, or tells precisely why not. Never oversells: the stock account cannot
+    /// go below zero and the quota account cannot exceed the per-person maximum.
+    pub async fn hold(&self, spec: &OfferingSpec, req: &HoldRequest) -> Result<HoldOutcome> {
+        if let Err(rejection) = check_request(spec, req) {
+            return Ok(HoldOutcome::Rejected(rejection));
+        }
+        self.ensure_person(spec, req.person).await?;
+        let attempts = if req.allow_partial { PARTIAL_ATTEMPTS_MAX } else { 0 };
+        let mut last = HoldOutcome::SoldOut;
+        for attempt in 0..=attempts {
+            let quantity = if attempt == 0 {
+                req.quantity
+            } else {
+                // Even when nothing is left we submit the minimum: on a replay this attempt
+                // may be the one that succeeded, and only the cluster knows.
+                self.partial_quantity(spec, req).await?.unwrap_or(spec.min_quantity)
+            };
+            let submitted_at = SystemTime::now();
+            match self.submit_hold(spec, req, attempt, quantity).await? {
+                Attempt::Created => {
+                    let expires_at = submitted_at + Duration::from_secs(req.timeout_seconds.into());
+                    return Ok(HoldOutcome::Held(Held { quantity, expires_at, replayed: false }));
+                }
+                Attempt::Existed => return self.replayed_hold(req, attempt).await,
+                Attempt::StockShort => last = HoldOutcome::SoldOut,
+                Attempt::QuotaShort => last = HoldOutcome::PersonLimitExceeded,
+            }
+        }
+        Ok(last)
+    }
+
+    async fn submit_hold(
+        &self,
+        spec: &OfferingSpec,
+        req: &HoldRequest,
+        attempt: u8,
+        quantity: u128,
+    ) -> Result<Attempt> {
+        let base = req.id.get();
+        let pending = |kind: TransferKind| {
+            Transfer::new(ids::transfer_id(kind, base))
+                .with_amount(quantity)
+                .with_code(kind.code())
+                .with_timeout(req.timeout_seconds)
+                .with_user_data_128(base)
+                .with_user_data_64(req.fingerprint())
+                .with_user_data_32(req.zone as u32)
+        };
+        let stock = pending(TransferKind::HoldStock { attempt })
+            .with_debit_account_id(spec.stock_account(req.zone))
+            .with_credit_account_id(spec.holding_account(req.person))
+            .with_ledger(ids::ledger_inventory(spec.number))
+            .with_flags(Flags::PENDING | Flags::LINKED);
+        let quota = pending(TransferKind::HoldQuota { attempt })
+            .with_debit_account_id(spec.quota_account(req.person))
+            .with_credit_account_id(spec.account(AccountKind::QuotaSink))
+            .with_ledger(ids::ledger_quota(spec.number))
+            .with_flags(Flags::PENDING);
+        let results = transfer_results(2, self.client.create_transfers(vec![stock, quota]).await)?;
+        Ok(match chain_cause(&results) {
+            None => Attempt::Created,
+            Some((0, k)) if is_exists(k) => Attempt::Existed,
+            Some((0, K::ExceedsCredits | K::IdAlreadyFailed)) => Attempt::StockShort,
+            Some((1, K::ExceedsCredits | K::IdAlreadyFailed)) => Attempt::QuotaShort,
+            Some((i, k)) => {
+                return Err(LedgerError::Unexpected(format!("hold event {i}: {k:?}")));
+            }
+        })
+    }
+
+    /// The most a partial fill can take now: what is left in the zone and in the person's
+    /// allowance, rounded down to whole lots, capped at the request. `None` when that is
+    /// below the offering's minimum.
+    async fn partial_quantity(
+        &self,
+        spec: &OfferingSpec,
+        req: &HoldRequest,
+    ) -> Result<Option<u128>> {
+        let ids = vec![spec.stock_account(req.zone), spec.quota_account(req.person)];
+        let accounts = self.client.lookup_accounts(ids).await?;
+        let available = accounts
+            .iter()
+            .map(|a| a.credits_posted().saturating_sub(a.debits_posted() + a.debits_pending()))
+            .min()
+            .unwrap_or(0);
+        let quantity = available.min(req.quantity) / spec.lot * spec.lot;
+        Ok((quantity >= spec.min_quantity).then_some(quantity))
+    }
+
+    async fn replayed_hold(&self, req: &HoldRequest, attempt: u8) -> Result<HoldOutcome> {
+        let id = ids::transfer_id(TransferKind::HoldStock { attempt }, req.id.get());
+        let found = self.client.lookup_transfers(vec![id]).await?;
+        let Some(stock) = found.first() else {
+            return Err(LedgerError::Unexpected("hold exists but cannot be read".into()));
+        };
+        if stock.user_data_64() != req.fingerprint() {
+            return Ok(HoldOutcome::IdReused);
+        }
+        let expires_at = stock.timestamp() + Duration::from_secs(stock.timeout().into());
+        Ok(HoldOutcome::Held(Held { quantity: stock.amount(), expires_at, replayed: true }))
+    }
+}
+
+fn check_request(spec: &OfferingSpec, req: &HoldRequest) -> Result<(), HoldRejection> {
+    if spec.zone(req.zone).is_none() {
+        return Err(HoldRejection::UnknownZone);
+    }
+    if req.timeout_seconds == 0 || req.timeout_seconds > HOLD_SECONDS_MAX {
+        return Err(HoldRejection::TimeoutOutOfRange);
+    }
+    if req.quantity < spec.min_quantity {
+        return Err(HoldRejection::BelowMinimum);
+    }
+    if !req.quantity.is_multiple_of(spec.lot) {
+        return Err(HoldRejection::NotLotMultiple);
+    }
+    if req.quantity > spec.max_per_person {
+        return Err(HoldRejection::AboveMaximum);
+    }
+    Ok(())
+}

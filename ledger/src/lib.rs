@@ -1,0 +1,67 @@
+//! `allot-ledger`: inventory, per-person limits and money as TigerBeetle accounts.
+//!
+//! This crate owns the accounting model and nothing else: it knows TigerBeetle, and
+//! nothing of HTTP, JSON or SQL.
+//!
+//! - [`ids`]: deterministic ledger numbers, account ids and transfer ids.
+//! - [`offering`]: what an offering is to the ledger, and its idempotent setup.
+//! - [`hold`]: placing a hold (linked pending stock + quota transfers, one timeout).
+//! - [`lifecycle`]: confirm (post + deposit in one chain), cancel (void), hold state.
+//! - [`query`]: zone, person and money balances.
+//!
+//! Invariants:
+//! - No unit is sold twice: every zone's `stock` account has
+//!   `debits_must_not_exceed_credits` and is funded once with the supply.
+//! - No person exceeds the maximum: every person's `quota` account is funded once with it
+//!   and every hold debits it in the same linked chain as the stock.
+//! - A hold moves money at most once: the deposit's id is derived from the hold.
+//! - Every operation is idempotent: ids derive from the request, so a retry answers with
+//!   the original outcome (`exists` means ok).
+//! - Expiry is TigerBeetle's: nothing here decides that a hold lapsed, it only reads it.
+
+pub mod error;
+pub mod hold;
+pub mod ids;
+pub mod lifecycle;
+pub mod offering;
+mod people;
+pub mod query;
+mod results;
+
+use std::fmt;
+
+use tigerbeetle_unofficial as tb;
+
+pub use error::{LedgerError, Result};
+pub use hold::{Held, HoldId, HoldOutcome, HoldRejection, HoldRequest, HOLD_SECONDS_MAX};
+pub use lifecycle::{CancelOutcome, ConfirmOutcome, HoldInfo, HoldState, Payment};
+pub use offering::{clearing_account, OfferingSpec, ZoneSpec};
+pub use query::{MoneyBalance, PersonBalance, ZoneBalance};
+pub use tb::{Account, QueryFilter, Transfer};
+
+/// One connection to a TigerBeetle cluster, shared by every task of the process: the
+/// client batches concurrent requests into one message by itself.
+pub struct Ledger {
+    client: tb::Client,
+    people: people::PeopleCache,
+}
+
+impl fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Connects to the cluster at `addresses` (comma-separated `host:port` or ports).
+    pub fn connect(cluster_id: u128, addresses: &str) -> Result<Self> {
+        let client = tb::Client::new(cluster_id, addresses)
+            .map_err(|e| LedgerError::Client(e.to_string()))?;
+        Ok(Ledger { client, people: people::PeopleCache::default() })
+    }
+
+    /// The raw client, for readers that page through history (projector, exports).
+    pub fn client(&self) -> &tb::Client {
+        &self.client
+    }
+}

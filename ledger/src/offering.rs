@@ -1,0 +1,224 @@
+//! An offering as the ledger sees it, and its one-time, idempotent setup.
+
+use tb::account::Flags as AccountFlags;
+use tb::{Account, Transfer};
+use tigerbeetle_unofficial as tb;
+
+use crate::error::{LedgerError, Result};
+use crate::ids::{self, AccountKind, TransferKind};
+use crate::results::{is_exists, transfer_results};
+use crate::Ledger;
+
+/// Zones per offering are bounded so that one lookup can read them all.
+pub const ZONES_MAX: usize = 64;
+/// Gateways per deployment are bounded for the same reason.
+pub const GATEWAYS_MAX: usize = 16;
+
+/// One priced part of an offering's supply (a bond issue has exactly one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneSpec {
+    /// 1-based zone number, stable for the life of the offering.
+    pub number: u16,
+    /// Units for sale in this zone (baht of face value, or seats).
+    pub supply: u128,
+}
+
+/// Everything the ledger must know of an offering; the rest (names, prices) is metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfferingSpec {
+    /// 1-based, unique per deployment; it names the offering's two ledgers.
+    pub number: u32,
+    pub zones: Vec<ZoneSpec>,
+    /// Every hold is a whole number of lots.
+    pub lot: u128,
+    /// No hold, not even a partial fill, is smaller than this.
+    pub min_quantity: u128,
+    /// The most one person may hold and own together.
+    pub max_per_person: u128,
+    /// Payment gateways whose clearing accounts must exist before money can move.
+    pub gateways: Vec<u64>,
+}
+
+impl OfferingSpec {
+    /// Checks the invariants the rest of the crate relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.number == 0 || self.number >= ids::OFFERING_NUMBER_MAX {
+            return Err(format!("number must be in 1..{}", ids::OFFERING_NUMBER_MAX));
+        }
+        if self.zones.is_empty() || self.zones.len() > ZONES_MAX {
+            return Err(format!("an offering has 1..={ZONES_MAX} zones"));
+        }
+        if self.gateways.len() > GATEWAYS_MAX {
+            return Err(format!("at most {GATEWAYS_MAX} gateways"));
+        }
+        if self.lot == 0 {
+            return Err("lot must be positive".into());
+        }
+        if self.min_quantity == 0 || !self.min_quantity.is_multiple_of(self.lot) {
+            return Err("min_quantity must be a positive multiple of lot".into());
+        }
+        if self.max_per_person < self.min_quantity || !self.max_per_person.is_multiple_of(self.lot)
+        {
+            return Err("max_per_person must be a multiple of lot and >= min_quantity".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for zone in &self.zones {
+            if zone.number == 0 || !seen.insert(zone.number) {
+                return Err(format!("zone numbers must be unique and positive ({})", zone.number));
+            }
+            if zone.supply == 0 {
+                return Err(format!("zone {} has no supply", zone.number));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn zone(&self, number: u16) -> Option<&ZoneSpec> {
+        self.zones.iter().find(|z| z.number == number)
+    }
+
+    pub fn total_supply(&self) -> u128 {
+        self.zones.iter().map(|z| z.supply).sum()
+    }
+
+    pub fn stock_account(&self, zone: u16) -> u128 {
+        ids::account_id(AccountKind::Stock, self.number, zone, 0)
+    }
+
+    pub fn holding_account(&self, person: u64) -> u128 {
+        ids::account_id(AccountKind::Holding, self.number, 0, person)
+    }
+
+    pub fn quota_account(&self, person: u64) -> u128 {
+        ids::account_id(AccountKind::Quota, self.number, 0, person)
+    }
+
+    pub fn account(&self, kind: AccountKind) -> u128 {
+        ids::account_id(kind, self.number, 0, 0)
+    }
+}
+
+/// The money account a gateway's received funds are booked against.
+pub fn clearing_account(gateway: u64) -> u128 {
+    ids::account_id(AccountKind::Clearing, 0, 0, gateway)
+}
+
+fn account(id: u128, ledger: u32, kind: AccountKind, flags: AccountFlags) -> Account {
+    Account::new(id, ledger, kind.code()).with_flags(flags)
+}
+
+impl Ledger {
+    /// Creates an offering's accounts and funds its stock. Safe to call at every start:
+    /// what exists is left alone, and a changed supply is reported as a conflict rather
+    /// than silently applied.
+    pub async fn setup_offering(&self, spec: &OfferingSpec) -> Result<()> {
+        spec.validate().map_err(LedgerError::Conflict)?;
+        let inventory = ids::ledger_inventory(spec.number);
+        let quota = ids::ledger_quota(spec.number);
+        // Offering-wide accounts keep balance history for the officials' charts; per-person
+        // accounts do not, because there are millions of them.
+        let limited = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY;
+        let none = AccountFlags::HISTORY;
+        let mut accounts = vec![
+            account(spec.account(AccountKind::Issuer), inventory, AccountKind::Issuer, none),
+            account(spec.account(AccountKind::QuotaSource), quota, AccountKind::QuotaSource, none),
+            account(spec.account(AccountKind::QuotaSink), quota, AccountKind::QuotaSink, none),
+            account(
+                spec.account(AccountKind::Deposits),
+                ids::LEDGER_THB,
+                AccountKind::Deposits,
+                none,
+            ),
+            account(
+                spec.account(AccountKind::RefundsPayable),
+                ids::LEDGER_THB,
+                AccountKind::RefundsPayable,
+                none,
+            ),
+        ];
+        for zone in &spec.zones {
+            let id = spec.stock_account(zone.number);
+            accounts.push(account(id, inventory, AccountKind::Stock, limited));
+        }
+        for gateway in &spec.gateways {
+            let id = clearing_account(*gateway);
+            accounts.push(account(id, ids::LEDGER_THB, AccountKind::Clearing, none));
+        }
+        crate::results::check_accounts(self.client.create_accounts(accounts).await)?;
+
+        let transfers: Vec<Transfer> = spec
+            .zones
+            .iter()
+            .map(|zone| {
+                let base = ids::setup_base(spec.number, zone.number, 0);
+                Transfer::new(ids::transfer_id(TransferKind::FundStock, base))
+                    .with_debit_account_id(spec.account(AccountKind::Issuer))
+                    .with_credit_account_id(spec.stock_account(zone.number))
+                    .with_amount(zone.supply)
+                    .with_ledger(inventory)
+                    .with_code(TransferKind::FundStock.code())
+            })
+            .collect();
+        let len = transfers.len();
+        let results = transfer_results(len, self.client.create_transfers(transfers).await)?;
+        for (zone, result) in spec.zones.iter().zip(results) {
+            match result {
+                None => {}
+                Some(tb::error::CreateTransferErrorKind::Exists) => {}
+                Some(k) if is_exists(k) => {
+                    return Err(LedgerError::Conflict(format!(
+                        "zone {} was funded with another supply ({k:?})",
+                        zone.number
+                    )))
+                }
+                Some(k) => {
+                    return Err(LedgerError::Unexpected(format!(
+                        "funding zone {}: {k:?}",
+                        zone.number
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates one person's holding and quota accounts and grants their allowance, once.
+    /// Cached per process so the hot path pays for it only on a person's first hold.
+    pub(crate) async fn ensure_person(&self, spec: &OfferingSpec, person: u64) -> Result<()> {
+        if self.people.contains(spec.number, person) {
+            return Ok(());
+        }
+        let accounts = vec![
+            account(
+                spec.holding_account(person),
+                ids::ledger_inventory(spec.number),
+                AccountKind::Holding,
+                AccountFlags::empty(),
+            ),
+            account(
+                spec.quota_account(person),
+                ids::ledger_quota(spec.number),
+                AccountKind::Quota,
+                AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            ),
+        ];
+        crate::results::check_accounts(self.client.create_accounts(accounts).await)?;
+        let fund = Transfer::new(ids::transfer_id(
+            TransferKind::FundQuota,
+            ids::setup_base(spec.number, 0, person),
+        ))
+        .with_debit_account_id(spec.account(AccountKind::QuotaSource))
+        .with_credit_account_id(spec.quota_account(person))
+        .with_amount(spec.max_per_person)
+        .with_ledger(ids::ledger_quota(spec.number))
+        .with_code(TransferKind::FundQuota.code());
+        let results = transfer_results(1, self.client.create_transfers(vec![fund]).await)?;
+        match results[0] {
+            None => {}
+            Some(k) if is_exists(k) => {}
+            Some(k) => return Err(LedgerError::Unexpected(format!("funding quota: {k:?}"))),
+        }
+        self.people.insert(spec.number, person);
+        Ok(())
+    }
+}
