@@ -39,6 +39,12 @@ pub use offering::{clearing_account, OfferingSpec, ZoneSpec};
 pub use query::{MoneyBalance, PersonBalance, ZoneBalance};
 pub use tb::{Account, QueryFilter, Transfer};
 
+/// TigerBeetle's flag types, for readers of raw transfers (projector, exports).
+pub mod ledger_flags {
+    pub use tigerbeetle_unofficial::account::Flags as AccountFlags;
+    pub use tigerbeetle_unofficial::transfer::Flags as TransferFlags;
+}
+
 /// One connection to a TigerBeetle cluster, shared by every task of the process: the
 /// client batches concurrent requests into one message by itself.
 pub struct Ledger {

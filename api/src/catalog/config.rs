@@ -1,0 +1,161 @@
+//! An offering's configuration: what admins post and what `offerings/*.toml` contain.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+
+/// Largest supply of one zone: far above any real issue, far below overflow.
+pub const SUPPLY_MAX: u64 = 1_000_000_000_000;
+/// Largest price of one unit, in satang (10 million baht).
+pub const PRICE_SATANG_MAX: u64 = 1_000_000_000;
+pub const ZONES_MAX: usize = 64;
+pub const ID_BYTES_MAX: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferingKind {
+    Bond,
+    Tickets,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Stable, URL-safe zone id (`vip`, `a`, `main`).
+    pub id: String,
+    /// Units for sale: baht of face value (bonds) or seats (tickets).
+    pub supply: u64,
+    /// Price of one unit in satang (a bond's unit is one baht of face value: 100 satang).
+    pub price_satang: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferingConfig {
+    pub id: String,
+    pub kind: OfferingKind,
+    /// Display name by language code (`en`, `th`, `ja`, `ko`, `zh`).
+    pub name: BTreeMap<String, String>,
+    pub zones: Vec<ZoneConfig>,
+    pub min_quantity: u64,
+    pub max_per_person: u64,
+    pub lot: u64,
+    pub hold_seconds: u32,
+    /// Share of the amount due that confirms a reservation (10 for bonds, 100 for tickets).
+    pub deposit_percent: u8,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub opens_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub closes_at: Option<OffsetDateTime>,
+    /// Whether reservations must pass the virtual waiting room.
+    #[serde(default)]
+    pub queue: bool,
+}
+
+impl OfferingConfig {
+    /// Every rule an offering must satisfy, each failure naming its field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let bad = |field: &str, reason: &str| ApiError::validation(field, reason);
+        if !valid_id(&self.id) {
+            return Err(bad("id", "use 1-64 of a-z, 0-9, '-' and '_'"));
+        }
+        if !self.name.contains_key("en") && !self.name.contains_key("th") {
+            return Err(bad("name", "give at least an English or Thai name"));
+        }
+        if self.zones.is_empty() || self.zones.len() > ZONES_MAX {
+            return Err(bad("zones", &format!("give 1 to {ZONES_MAX} zones")));
+        }
+        if self.kind == OfferingKind::Bond && self.zones.len() != 1 {
+            return Err(bad("zones", "a bond has exactly one zone"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, zone) in self.zones.iter().enumerate() {
+            if !valid_id(&zone.id) || !ids.insert(zone.id.as_str()) {
+                return Err(bad(&format!("zones[{i}].id"), "zone ids must be unique and URL-safe"));
+            }
+            if zone.supply == 0 || zone.supply > SUPPLY_MAX {
+                return Err(bad(&format!("zones[{i}].supply"), &format!("1 to {SUPPLY_MAX}")));
+            }
+            if zone.price_satang == 0 || zone.price_satang > PRICE_SATANG_MAX {
+                return Err(bad(
+                    &format!("zones[{i}].price_satang"),
+                    &format!("1 to {PRICE_SATANG_MAX}"),
+                ));
+            }
+        }
+        if self.lot == 0 || self.lot > SUPPLY_MAX {
+            return Err(bad("lot", "must be positive"));
+        }
+        if self.min_quantity == 0 || !self.min_quantity.is_multiple_of(self.lot) {
+            return Err(bad("min_quantity", "must be a positive multiple of lot"));
+        }
+        if self.max_per_person < self.min_quantity || !self.max_per_person.is_multiple_of(self.lot)
+        {
+            return Err(bad("max_per_person", "must be a multiple of lot, at least min_quantity"));
+        }
+        if self.hold_seconds == 0 || self.hold_seconds > allot_ledger::HOLD_SECONDS_MAX {
+            return Err(bad("hold_seconds", &format!("1 to {}", allot_ledger::HOLD_SECONDS_MAX)));
+        }
+        if self.deposit_percent == 0 || self.deposit_percent > 100 {
+            return Err(bad("deposit_percent", "1 to 100"));
+        }
+        if let (Some(open), Some(close)) = (self.opens_at, self.closes_at) {
+            if close <= open {
+                return Err(bad("closes_at", "must be after opens_at"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn zone_index(&self, id: &str) -> Option<usize> {
+        self.zones.iter().position(|z| z.id == id)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= ID_BYTES_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bond() -> OfferingConfig {
+        OfferingConfig {
+            id: "bond".into(),
+            kind: OfferingKind::Bond,
+            name: [("en".to_string(), "Bond".to_string())].into(),
+            zones: vec![ZoneConfig { id: "main".into(), supply: 10_000, price_satang: 100 }],
+            min_quantity: 5_000,
+            max_per_person: 10_000,
+            lot: 1_000,
+            hold_seconds: 86_400,
+            deposit_percent: 10,
+            opens_at: None,
+            closes_at: None,
+            queue: false,
+        }
+    }
+
+    #[test]
+    fn a_sound_offering_validates_and_each_rule_names_its_field() {
+        assert!(bond().validate().is_ok());
+        let field = |c: OfferingConfig| c.validate().unwrap_err().field.unwrap();
+        assert_eq!(field(OfferingConfig { id: "Bad Id".into(), ..bond() }), "id");
+        assert_eq!(field(OfferingConfig { min_quantity: 5_500, ..bond() }), "min_quantity");
+        assert_eq!(field(OfferingConfig { deposit_percent: 0, ..bond() }), "deposit_percent");
+        assert_eq!(field(OfferingConfig { hold_seconds: 0, ..bond() }), "hold_seconds");
+        let mut two = bond();
+        two.zones.push(ZoneConfig { id: "b".into(), supply: 1, price_satang: 1 });
+        assert_eq!(field(two), "zones");
+    }
+}

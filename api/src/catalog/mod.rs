@@ -1,0 +1,205 @@
+//! The offerings this process serves, cached in memory so the reservation path reads no
+//! database. Postgres holds the truth (config + open flag + ledger number); a background
+//! refresh keeps every API instance in step with admin changes.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use allot_ledger::{Ledger, OfferingSpec, ZoneBalance, ZoneSpec};
+use deadpool_postgres::Pool;
+use time::OffsetDateTime;
+
+pub use config::{OfferingConfig, OfferingKind, ZoneConfig};
+
+use crate::error::{ApiError, ApiResult, ErrorCode};
+
+/// Payment gateways whose clearing accounts every offering gets: 1 = sandbox, 2 = bank.
+pub const GATEWAYS: [u64; 2] = [1, 2];
+
+/// An offering as served: its configuration, ledger spec and open flag.
+#[derive(Debug)]
+pub struct Offering {
+    pub config: OfferingConfig,
+    pub spec: OfferingSpec,
+    pub is_open: bool,
+    availability: Mutex<Option<(Instant, Vec<ZoneBalance>)>>,
+}
+
+impl Offering {
+    fn new(config: OfferingConfig, number: u32, is_open: bool) -> Offering {
+        let spec = OfferingSpec {
+            number,
+            zones: config
+                .zones
+                .iter()
+                .enumerate()
+                .map(|(i, z)| ZoneSpec { number: (i + 1) as u16, supply: z.supply.into() })
+                .collect(),
+            lot: config.lot.into(),
+            min_quantity: config.min_quantity.into(),
+            max_per_person: config.max_per_person.into(),
+            gateways: GATEWAYS.to_vec(),
+        };
+        Offering { config, spec, is_open, availability: Mutex::new(None) }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// Open now: switched on, and inside its window when it has one.
+    pub fn accepts_reservations(&self, now: OffsetDateTime) -> bool {
+        self.is_open
+            && self.config.opens_at.is_none_or(|t| now >= t)
+            && self.config.closes_at.is_none_or(|t| now < t)
+    }
+
+    pub fn zone(&self, number: u16) -> Option<&ZoneConfig> {
+        self.config.zones.get((number as usize).checked_sub(1)?)
+    }
+
+    /// Zone number for a zone id; `None` picks the only zone of a one-zone offering.
+    pub fn zone_number(&self, id: Option<&str>) -> ApiResult<u16> {
+        match id {
+            Some(id) => self
+                .config
+                .zone_index(id)
+                .map(|i| (i + 1) as u16)
+                .ok_or_else(|| ApiError::field(ErrorCode::ZoneNotFound, "zone")),
+            None if self.config.zones.len() == 1 => Ok(1),
+            None => Err(ApiError::validation("zone", "this offering has several zones: pick one")),
+        }
+    }
+
+    /// Amount due for `quantity` units of a zone, and the deposit that confirms it
+    /// (rounded up to the satang, so the deposit is never short).
+    pub fn amounts_satang(&self, zone: u16, quantity: u64) -> (u64, u64) {
+        let price = self.zone(zone).map_or(0, |z| z.price_satang);
+        let due = quantity.checked_mul(price).expect("bounded by validation");
+        let deposit = (due as u128 * self.config.deposit_percent as u128).div_ceil(100) as u64;
+        (due, deposit)
+    }
+
+    /// Live zone figures from TigerBeetle, cached for at most `max_age`.
+    pub async fn availability(
+        &self,
+        ledger: &Ledger,
+        max_age: Duration,
+    ) -> ApiResult<Vec<ZoneBalance>> {
+        if let Some((at, cached)) = self.availability.lock().expect("not poisoned").as_ref() {
+            if at.elapsed() < max_age {
+                return Ok(cached.clone());
+            }
+        }
+        let fresh = ledger.zone_balances(&self.spec).await?;
+        *self.availability.lock().expect("not poisoned") = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+}
+
+/// Every offering, by id and by ledger number.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    by_id: RwLock<HashMap<String, Arc<Offering>>>,
+}
+
+impl Catalog {
+    pub fn get(&self, id: &str) -> Option<Arc<Offering>> {
+        self.by_id.read().expect("not poisoned").get(id).cloned()
+    }
+
+    pub fn by_number(&self, number: u32) -> Option<Arc<Offering>> {
+        let by_id = self.by_id.read().expect("not poisoned");
+        by_id.values().find(|o| o.spec.number == number).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Offering>> {
+        let mut all: Vec<_> = self.by_id.read().expect("not poisoned").values().cloned().collect();
+        all.sort_by_key(|o| o.spec.number);
+        all
+    }
+
+    /// Reloads from Postgres, setting up in the ledger any offering not seen before.
+    /// Offerings whose config did not change keep their cached availability.
+    pub async fn refresh(&self, db: &Pool, ledger: &Ledger) -> ApiResult<()> {
+        let client = db.get().await?;
+        let rows = client.query("SELECT config, number, is_open FROM offerings", &[]).await?;
+        let mut fresh = HashMap::new();
+        for row in rows {
+            let config: OfferingConfig =
+                serde_json::from_value(row.get(0)).map_err(ApiError::internal)?;
+            let number: i32 = row.get(1);
+            let is_open: bool = row.get(2);
+            let known = self.get(&config.id);
+            let offering = match known {
+                Some(o) if o.config == config && o.is_open == is_open => o,
+                Some(o) if o.config == config => {
+                    Arc::new(Offering::new(config, o.spec.number, is_open))
+                }
+                _ => {
+                    let offering = Offering::new(config, number as u32, is_open);
+                    ledger.setup_offering(&offering.spec).await?;
+                    Arc::new(offering)
+                }
+            };
+            fresh.insert(offering.config.id.clone(), offering);
+        }
+        *self.by_id.write().expect("not poisoned") = fresh;
+        Ok(())
+    }
+}
+
+/// Inserts an offering; `false` when one with its id exists already.
+pub async fn insert(db: &Pool, config: &OfferingConfig) -> ApiResult<bool> {
+    config.validate()?;
+    let json = serde_json::to_value(config).map_err(ApiError::internal)?;
+    let client = db.get().await?;
+    let n = client
+        .execute(
+            "INSERT INTO offerings (id, config) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            &[&config.id, &json],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn set_open(db: &Pool, id: &str, open: bool) -> ApiResult<bool> {
+    let client = db.get().await?;
+    let n = client
+        .execute(
+            "UPDATE offerings SET is_open = $2, updated_at = now() WHERE id = $1",
+            &[&id, &open],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Loads `dir/*.toml` seed offerings, inserting those not yet known. A file that differs
+/// from the stored offering is reported and ignored: a live offering's supply never changes
+/// behind the ledger's back.
+pub async fn load_seed_files(db: &Pool, dir: &Path) -> Result<usize, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        tracing::info!(dir = %dir.display(), "no offerings directory");
+        return Ok(0);
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+    paths.sort();
+    let mut inserted = 0;
+    for path in paths {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config: OfferingConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        if insert(db, &config).await.map_err(|e| e.to_string())? {
+            inserted += 1;
+            tracing::info!(offering = %config.id, "seed offering loaded");
+        }
+    }
+    Ok(inserted)
+}

@@ -1,0 +1,80 @@
+//! Layered configuration: built-in defaults, then a TOML file (`ALLOT_CONFIG`, default
+//! `config/allot.toml` when present), then `ALLOT_*` environment variables.
+
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the API listens. Port 0 picks a free port (tests).
+    pub http_addr: String,
+    pub database_url: String,
+    /// Postgres connections per API process.
+    pub database_pool_max: usize,
+    /// TigerBeetle replica addresses, comma-separated.
+    pub tb_addresses: String,
+    pub tb_cluster: u128,
+    /// A ledger call that takes longer than this fails closed with `ledger_unavailable`.
+    pub tb_timeout_ms: u64,
+    /// Offering files loaded (and created if missing) at start.
+    pub offerings_dir: PathBuf,
+    /// Local state for development: generated secrets and the dev admin's credentials.
+    pub data_dir: PathBuf,
+    /// Development conveniences (generated secrets, dev admin). Never on in production.
+    pub dev_mode: bool,
+    /// HMAC key for access tokens, hex. Generated into `data_dir` in dev mode when empty.
+    pub token_secret: String,
+    /// HMAC key for national-ID lookup hashes, hex. Same rules as `token_secret`.
+    pub identity_key: String,
+    pub access_token_seconds: u64,
+    pub refresh_token_seconds: u64,
+    /// Request bodies above this are refused with `payload_too_large`.
+    pub body_bytes_max: usize,
+    /// How often the projector copies new ledger events into Postgres.
+    pub projector_interval_ms: u64,
+    /// Live offering figures are cached at most this long.
+    pub availability_cache_ms: u64,
+    /// `json` for production logs, `pretty` for a terminal.
+    pub log_format: String,
+    pub workers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            http_addr: "127.0.0.1:8080".into(),
+            database_url: "postgres://allot@127.0.0.1:5433/allot".into(),
+            database_pool_max: 32,
+            tb_addresses: "127.0.0.1:3001".into(),
+            tb_cluster: 0,
+            tb_timeout_ms: 2_000,
+            offerings_dir: "offerings".into(),
+            data_dir: ".data".into(),
+            dev_mode: true,
+            token_secret: String::new(),
+            identity_key: String::new(),
+            access_token_seconds: 15 * 60,
+            refresh_token_seconds: 30 * 24 * 3600,
+            body_bytes_max: 16 * 1024,
+            projector_interval_ms: 100,
+            availability_cache_ms: 100,
+            log_format: "json".into(),
+            workers: 0,
+        }
+    }
+}
+
+impl Settings {
+    pub fn load() -> Result<Settings, Box<figment::Error>> {
+        let file = std::env::var("ALLOT_CONFIG").unwrap_or_else(|_| "config/allot.toml".into());
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("ALLOT_").ignore(&["config", "data_dir_root"]))
+            .extract()
+            .map_err(Box::new)
+    }
+}

@@ -1,0 +1,125 @@
+//! Messages in the client's language: th, en, ja, ko, zh (Fluent files in `api/locales/`).
+//! The language comes from `Accept-Language`; anything else falls back to English.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderValue, ACCEPT_LANGUAGE, CONTENT_LENGTH};
+use actix_web::middleware::Next;
+use fluent_templates::fluent_bundle::FluentValue;
+use fluent_templates::{static_loader, LanguageIdentifier, Loader};
+
+use crate::error::{ApiError, ErrorBody};
+
+static_loader! {
+    static LOCALES = {
+        locales: "./locales",
+        fallback_language: "en",
+        customise: |bundle| bundle.set_use_isolating(false),
+    };
+}
+
+pub const FALLBACK: &str = "en";
+/// The languages we answer in, in no particular order.
+pub const SUPPORTED: [&str; 5] = ["th", "en", "ja", "ko", "zh"];
+/// `Accept-Language` headers longer than this are not worth parsing.
+const ACCEPT_LANGUAGE_BYTES_MAX: usize = 512;
+
+/// The best supported language for an `Accept-Language` header value.
+pub fn negotiate(header: Option<&str>) -> &'static str {
+    let Some(header) = header.filter(|h| h.len() <= ACCEPT_LANGUAGE_BYTES_MAX) else {
+        return FALLBACK;
+    };
+    let mut best: Option<(&'static str, f32)> = None;
+    for part in header.split(',') {
+        let mut pieces = part.trim().split(';');
+        let tag = pieces.next().unwrap_or("").trim();
+        let quality = pieces
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .and_then(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let primary = tag.split('-').next().unwrap_or("").to_ascii_lowercase();
+        if let Some(lang) = SUPPORTED.iter().find(|l| **l == primary) {
+            if quality > 0.0 && best.is_none_or(|(_, q)| quality > q) {
+                best = Some((lang, quality));
+            }
+        }
+    }
+    best.map_or(FALLBACK, |(lang, _)| lang)
+}
+
+/// A message by id, with placeables, in `lang`.
+pub fn text(lang: &str, id: &str, args: &[(&'static str, String)]) -> String {
+    let lang: LanguageIdentifier = lang.parse().unwrap_or_else(|_| FALLBACK.parse().unwrap());
+    let args: HashMap<Cow<'static, str>, FluentValue> =
+        args.iter().map(|(k, v)| (Cow::Borrowed(*k), FluentValue::from(v.clone()))).collect();
+    LOCALES.lookup_with_args(&lang, id, &args)
+}
+
+/// The human message for an error in `lang`.
+pub fn message(lang: &str, error: &ApiError) -> String {
+    text(lang, error.code.as_str(), &error.args)
+}
+
+/// Rewrites error bodies into the request's language. Errors are built without sight of the
+/// request (actix's `ResponseError`), so the translation happens here, on the way out.
+pub async fn localize_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let header = req.headers().get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    let lang = negotiate(header);
+    let res = next.call(req).await?.map_into_boxed_body();
+    if lang == FALLBACK {
+        return Ok(res);
+    }
+    let Some(error) = res.response().extensions().get::<ApiError>().cloned() else {
+        return Ok(res);
+    };
+    let body = ErrorBody {
+        code: error.code.as_str(),
+        message: message(lang, &error),
+        field: error.field.clone(),
+    };
+    let bytes = serde_json::to_vec(&body).expect("error body serializes");
+    Ok(res.map_body(|head, _| {
+        head.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        head.headers_mut()
+            .insert(actix_web::http::header::CONTENT_LANGUAGE, HeaderValue::from_static(lang));
+        BoxBody::new(bytes)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn negotiates_by_quality_and_primary_tag() {
+        assert_eq!(negotiate(Some("th-TH,th;q=0.9,en;q=0.8")), "th");
+        assert_eq!(negotiate(Some("fr, ja;q=0.5, ko;q=0.7")), "ko");
+        assert_eq!(negotiate(Some("zh-Hant-TW")), "zh");
+        assert_eq!(negotiate(Some("de")), "en");
+        assert_eq!(negotiate(None), "en");
+    }
+
+    #[test]
+    fn every_error_code_has_a_message_in_every_language() {
+        for lang in SUPPORTED {
+            for code in ErrorCode::ALL {
+                let msg = message(lang, &ApiError::new(*code));
+                assert!(
+                    !msg.is_empty() && !msg.contains("Unknown localization"),
+                    "{lang} {code:?}"
+                );
+                if lang != FALLBACK {
+                    let en = message(FALLBACK, &ApiError::new(*code));
+                    assert_ne!(msg, en, "{lang} {code:?} is not translated");
+                }
+            }
+        }
+    }
+}

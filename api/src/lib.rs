@@ -1,0 +1,33 @@
+//! `allot-api`: the only crate that speaks HTTP and JSON.
+//!
+//! - [`startup`]: builds the application (config, pools, ledger, background tasks) and
+//!   serves it with graceful shutdown.
+//! - [`routes`]: one module per resource; handlers stay thin over the modules below.
+//! - [`catalog`]: offerings, cached in memory for the hot path.
+//! - [`reservations`]: the reservation hot path (TigerBeetle only).
+//! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable.
+//! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
+//! - [`error`]: the one table of stable error codes; [`i18n`]: their messages in th, en,
+//!   ja, ko, zh.
+//!
+//! Invariants:
+//! - A reservation request touches TigerBeetle only: no Postgres read or write on that path.
+//! - A 201 is sent only after TigerBeetle acknowledged the hold, so an acknowledged
+//!   reservation is never lost; the projector brings it to Postgres eventually.
+//! - Client mistakes are 4xx with a stable code; only our own failures are 5xx.
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod i18n;
+pub mod identity;
+pub mod metrics;
+pub mod openapi;
+pub mod projector;
+pub mod reservations;
+pub mod routes;
+pub mod secrets;
+pub mod startup;
+pub mod state;

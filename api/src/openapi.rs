@@ -1,0 +1,45 @@
+//! The OpenAPI document served at `/openapi.json`, listing every endpoint.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{admin, health, offerings, reservations};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "allot", description = "Fair, oversell-proof sales of bonds and tickets."),
+    paths(
+        health::live,
+        health::ready,
+        health::metrics,
+        offerings::list,
+        offerings::show,
+        reservations::create,
+        reservations::show,
+        reservations::mine,
+        reservations::cancel,
+        admin::create,
+        admin::open,
+        admin::close,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

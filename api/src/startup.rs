@@ -1,0 +1,152 @@
+//! Building and running the application: config, stores, background tasks, HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use allot_ledger::Ledger;
+use tokio::task::JoinHandle;
+
+use crate::catalog::{self, Catalog};
+use crate::config::Settings;
+use crate::identity::tokens::TokenKeys;
+use crate::routes;
+use crate::state::AppState;
+
+/// A built application, bound to its port, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, String> {
+        crate::metrics::handle();
+        let secrets = crate::secrets::load(&settings)?;
+        let db = crate::db::pool(&settings.database_url, settings.database_pool_max)?;
+        crate::db::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
+        let ledger = Arc::new(
+            Ledger::connect(settings.tb_cluster, &settings.tb_addresses)
+                .map_err(|e| e.to_string())?,
+        );
+        catalog::load_seed_files(&db, &settings.offerings_dir).await?;
+        let catalog = Arc::new(Catalog::default());
+        let setup = catalog.refresh(&db, &ledger);
+        tokio::time::timeout(Duration::from_secs(30), setup)
+            .await
+            .map_err(|_| "TigerBeetle did not answer within 30 s".to_string())?
+            .map_err(|e| format!("loading offerings: {e:?}"))?;
+
+        let state = web::Data::new(AppState {
+            tokens: TokenKeys::new(&secrets.token_secret, settings.access_token_seconds),
+            identity_key: secrets.identity_key,
+            ledger,
+            db,
+            catalog,
+            settings,
+        });
+        routes::identity::bootstrap_dev_admin(&state).await?;
+
+        let tasks = spawn_background(&state);
+        let listener = TcpListener::bind(&state.settings.http_addr)
+            .map_err(|e| format!("binding {}: {e}", state.settings.http_addr))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let server = serve(state.clone(), listener)?;
+        Ok(Application { port, server, state, tasks })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM; in-flight requests finish, then background tasks stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for task in self.tasks {
+            task.abort();
+        }
+        result
+    }
+}
+
+fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
+    let interval = Duration::from_millis(state.settings.projector_interval_ms);
+    let projector = tokio::spawn(crate::projector::run(
+        state.ledger.clone(),
+        state.db.clone(),
+        state.catalog.clone(),
+        interval,
+    ));
+    // Other instances may change offerings: converge on Postgres every few seconds.
+    let refresher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Err(e) = state.catalog.refresh(&state.db, &state.ledger).await {
+                    tracing::warn!(error = %e, "catalog refresh failed");
+                }
+            }
+        })
+    };
+    vec![projector, refresher]
+}
+
+fn serve(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, String> {
+    let body_max = state.settings.body_bytes_max;
+    let workers = match state.settings.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::JsonConfig::default().limit(body_max).error_handler(routes::json_error))
+            .app_data(web::PayloadConfig::default().limit(body_max))
+            .app_data(web::QueryConfig::default().error_handler(routes::query_error))
+            .app_data(web::PathConfig::default().error_handler(routes::path_error))
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+            .wrap(from_fn(crate::i18n::localize_errors))
+            .wrap(from_fn(crate::metrics::track))
+            .wrap(tracing_actix_web::TracingLogger::default())
+    })
+    .workers(workers)
+    .backlog(4096)
+    .shutdown_timeout(10)
+    .listen(listener)
+    .map_err(|e| e.to_string())?
+    .run();
+    Ok(server)
+}
+
+/// `main`: logging, configuration, build, serve.
+pub async fn run_from_env() -> Result<(), String> {
+    let settings = Settings::load().map_err(|e| format!("configuration: {e}"))?;
+    init_logging(&settings.log_format);
+    let app = Application::build(settings).await?;
+    tracing::info!(port = app.port(), "allot-api serving");
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ALLOT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if format == "pretty" { builder.try_init() } else { builder.json().try_init() };
+}

@@ -1,0 +1,200 @@
+//! The API, built in-process on a free port against real TigerBeetle and Postgres, with a
+//! fresh database per test.
+//!
+//! Postgres comes from `ALLOT_TEST_DATABASE_URL` (started by `./ops/test`); TigerBeetle is
+//! the test binary's shared server. Offerings get ledger numbers unique within the test
+//! binary, so tests sharing one TigerBeetle never share an offering's accounts.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use actix_web::web;
+use allot_api::config::Settings;
+use allot_api::identity::Role;
+use allot_api::startup::Application;
+use allot_api::state::AppState;
+use rand::Rng;
+use serde_json::Value;
+
+use crate::tigerbeetle;
+
+/// Offering numbers handed to each test database start here and step by this much.
+const OFFERING_NUMBERS_PER_TEST: i32 = 1_000;
+
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: web::Data<AppState>,
+    pub database_url: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+pub fn admin_database_url() -> String {
+    std::env::var("ALLOT_TEST_DATABASE_URL")
+        .expect("ALLOT_TEST_DATABASE_URL is not set: run the tests through ./ops/test")
+}
+
+/// A fresh, migrated database whose offering numbers cannot collide with another test's.
+pub async fn fresh_database() -> String {
+    static NEXT: AtomicI32 = AtomicI32::new(1);
+    let admin_url = admin_database_url();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) =
+        tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client.execute(&format!("CREATE DATABASE {name}"), &[]).await.expect("create database");
+    let url = replace_database(&admin_url, &name);
+    let pool = allot_api::db::pool(&url, 2).unwrap();
+    allot_api::db::migrate(&pool).await.unwrap();
+    let start = NEXT.fetch_add(1, Ordering::Relaxed) * OFFERING_NUMBERS_PER_TEST;
+    pool.get()
+        .await
+        .unwrap()
+        .execute(&format!("ALTER SEQUENCE offerings_number_seq RESTART WITH {start}"), &[])
+        .await
+        .unwrap();
+    url
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("url has a database");
+    format!("{base}/{name}")
+}
+
+/// Settings for a test app: free port, fresh data dir, fast projector.
+pub fn settings(
+    database_url: &str,
+    data_dir: &std::path::Path,
+    offerings_dir: PathBuf,
+) -> Settings {
+    Settings {
+        http_addr: "127.0.0.1:0".into(),
+        database_url: database_url.into(),
+        database_pool_max: 8,
+        tb_addresses: tigerbeetle::shared().address(),
+        offerings_dir,
+        data_dir: data_dir.into(),
+        dev_mode: true,
+        projector_interval_ms: 50,
+        workers: 2,
+        ..Settings::default()
+    }
+}
+
+/// The repository's seed offerings (`offerings/*.toml`).
+pub fn seed_offerings_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../offerings")
+}
+
+impl TestApp {
+    /// An app with no offerings.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(PathBuf::from("/nonexistent")).await
+    }
+
+    /// An app with the repository's seed offerings (bond and two concert rounds).
+    pub async fn spawn_with_seeds() -> TestApp {
+        Self::spawn_with(seed_offerings_dir()).await
+    }
+
+    pub async fn spawn_with(offerings_dir: PathBuf) -> TestApp {
+        let database_url = fresh_database().await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let app = Application::build(settings(&database_url, data_dir.path(), offerings_dir))
+            .await
+            .expect("app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        tokio::spawn(app.run_until_stopped());
+        TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A signed access token for a user id, as login would issue it. Reservation tests use
+    /// it to act as thousands of people without registering each one.
+    pub fn token(&self, user_id: i64, role: Role) -> String {
+        self.state.tokens.issue(user_id, role, role != Role::Citizen)
+    }
+
+    /// A new random citizen and their token.
+    pub fn citizen(&self) -> (i64, String) {
+        let id = rand::thread_rng().gen_range(1..(1i64 << 53));
+        (id, self.token(id, Role::Citizen))
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let (client, conn) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Creates an offering through the admin API.
+    pub async fn create_offering(&self, config: Value) -> Value {
+        let admin = self.token(1, Role::Admin);
+        let res = self
+            .client
+            .post(self.url("/v1/admin/offerings"))
+            .bearer_auth(admin)
+            .json(&config)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    /// POSTs a reservation and returns (status, body).
+    pub async fn reserve(
+        &self,
+        token: &str,
+        offering: &str,
+        key: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let res = self
+            .client
+            .post(self.url(&format!("/v1/offerings/{offering}/reservations")))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until `check` holds, polling; panics after `limit`.
+    pub async fn eventually<F, Fut>(&self, limit: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = std::time::Instant::now();
+        while !check().await {
+            assert!(start.elapsed() < limit, "condition not reached within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A small offering for tests: `supply` seats in one zone, `max` per person.
+pub fn tickets(id: &str, supply: u64, max: u64, hold_seconds: u32) -> Value {
+    serde_json::json!({
+        "id": id,
+        "kind": "tickets",
+        "name": {"en": "Test show", "th": "การแสดงทดสอบ"},
+        "zones": [{"id": "main", "supply": supply, "price_satang": 150_000}],
+        "min_quantity": 1,
+        "max_per_person": max,
+        "lot": 1,
+        "hold_seconds": hold_seconds,
+        "deposit_percent": 100
+    })
+}
