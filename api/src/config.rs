@@ -15,9 +15,10 @@ pub struct Settings {
     pub database_url: String,
     /// Postgres connections per API process.
     pub database_pool_max: usize,
-    /// TigerBeetle replica addresses, comma-separated.
+    /// TigerBeetle replica addresses, comma-separated (`3001` alone means a local port).
+    #[serde(deserialize_with = "string_or_number")]
     pub tb_addresses: String,
-    pub tb_cluster: u128,
+    pub tb_cluster: u64,
     /// A ledger call that takes longer than this fails closed with `ledger_unavailable`.
     pub tb_timeout_ms: u64,
     /// Offering files loaded (and created if missing) at start.
@@ -41,6 +42,17 @@ pub struct Settings {
     /// `json` for production logs, `pretty` for a terminal.
     pub log_format: String,
     pub workers: usize,
+    /// HMAC keys of the bank's and the sandbox's payment webhooks, hex. Generated into
+    /// `data_dir` in dev mode when empty; production must set the bank's.
+    pub webhook_secret_bank: String,
+    pub webhook_secret_sandbox: String,
+    /// PromptPay biller ID printed in every payment QR: tax ID + 2-digit suffix.
+    pub promptpay_biller_id: String,
+    /// Where notifications go: `log`, `smtp://host:port`, an `http(s)://` webhook, or
+    /// `none` (this process does not send; another one drains the outbox).
+    pub notify_url: String,
+    /// Sender address of notification emails.
+    pub notify_from: String,
 }
 
 impl Default for Settings {
@@ -64,6 +76,11 @@ impl Default for Settings {
             availability_cache_ms: 100,
             log_format: "json".into(),
             workers: 0,
+            webhook_secret_bank: String::new(),
+            webhook_secret_sandbox: String::new(),
+            promptpay_biller_id: "010555512345601".into(),
+            notify_url: "log".into(),
+            notify_from: "allot <no-reply@allot.invalid>".into(),
         }
     }
 }
@@ -71,10 +88,30 @@ impl Default for Settings {
 impl Settings {
     pub fn load() -> Result<Settings, Box<figment::Error>> {
         let file = std::env::var("ALLOT_CONFIG").unwrap_or_else(|_| "config/allot.toml".into());
+        // Only variables naming a setting: the ops scripts export other ALLOT_* variables
+        // (ports, paths) that are theirs, and unknown keys in the file are still errors.
+        let defaults = serde_json::to_value(Settings::default()).expect("serializes");
+        let known: Vec<String> = defaults.as_object().expect("a struct").keys().cloned().collect();
         Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("ALLOT_").ignore(&["config", "data_dir_root"]))
+            .merge(
+                Env::prefixed("ALLOT_").filter(move |key| known.iter().any(|k| key == k.as_str())),
+            )
             .extract()
             .map_err(Box::new)
     }
+}
+
+/// Environment values arrive typed (`3001` is a number); an address list is text either way.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        N(u64),
+    }
+    Ok(match Text::deserialize(d)? {
+        Text::S(s) => s,
+        Text::N(n) => n.to_string(),
+    })
 }

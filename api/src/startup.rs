@@ -37,7 +37,7 @@ impl Application {
         let db = crate::db::pool(&settings.database_url, settings.database_pool_max)?;
         crate::db::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
         let ledger = Arc::new(
-            Ledger::connect(settings.tb_cluster, &settings.tb_addresses)
+            Ledger::connect(settings.tb_cluster.into(), &settings.tb_addresses)
                 .map_err(|e| e.to_string())?,
         );
         catalog::load_seed_files(&db, &settings.offerings_dir).await?;
@@ -51,6 +51,7 @@ impl Application {
         let state = web::Data::new(AppState {
             tokens: TokenKeys::new(&secrets.token_secret, settings.access_token_seconds),
             identity_key: secrets.identity_key,
+            gateways: crate::payments::gateway::Gateways::load(&settings)?,
             ledger,
             db,
             catalog,
@@ -104,7 +105,8 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
             }
         })
     };
-    vec![projector, refresher]
+    let payments = tokio::spawn(crate::payments::worker::run(state.clone()));
+    vec![projector, refresher, payments]
 }
 
 fn serve(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, String> {
