@@ -6,6 +6,8 @@
 //! - [`catalog`]: offerings, cached in memory for the hot path.
 //! - [`reservations`]: the reservation hot path (TigerBeetle only).
 //! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable.
+//! - [`payments`]: payment intents, PromptPay QR, signed bank webhooks that confirm holds in
+//!   the ledger, and the notification outbox.
 //! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
 //! - [`error`]: the one table of stable error codes; [`i18n`]: their messages in th, en,
 //!   ja, ko, zh.
@@ -25,6 +27,7 @@ pub mod i18n;
 pub mod identity;
 pub mod metrics;
 pub mod openapi;
+pub mod payments;
 pub mod projector;
 pub mod reservations;
 pub mod routes;

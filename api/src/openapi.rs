@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, health, offerings, reservations};
+use crate::routes::{admin, health, offerings, payments, reservations};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -21,6 +21,13 @@ use crate::routes::{admin, health, offerings, reservations};
         admin::create,
         admin::open,
         admin::close,
+        payments::create,
+        payments::show,
+        payments::qr_svg,
+        payments::webhook,
+        payments::settle,
+        payments::refunds,
+        payments::unmatched,
     ),
     modifiers(&BearerAuth)
 )]

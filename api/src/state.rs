@@ -20,6 +20,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Key for national-ID lookup hashes: the raw number is never stored or logged.
     pub identity_key: Vec<u8>,
+    /// Payment gateways and their webhook secrets.
+    pub gateways: crate::payments::gateway::Gateways,
 }
 
 impl AppState {

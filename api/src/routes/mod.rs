@@ -5,6 +5,7 @@ pub mod admin;
 pub mod health;
 pub mod identity;
 pub mod offerings;
+pub mod payments;
 pub mod reservations;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -17,7 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(identity::configure)
         .configure(offerings::configure)
         .configure(reservations::configure)
-        .configure(admin::configure);
+        .configure(admin::configure)
+        .configure(payments::configure);
 }
 
 /// Bad JSON never reaches a handler: it becomes a 4xx with a code and, where serde names

@@ -1,0 +1,340 @@
+//! Payment gateways behind one trait: each says who it is in the ledger, how to tell an
+//! authentic delivery from a forged or replayed one, and how to read what it reports.
+//!
+//! Two gateways exist today and both speak the same signed-webhook format:
+//! - `bank`: the acquiring bank's notification service.
+//! - `sandbox` (dev mode only): money that never existed, delivered by our own settle
+//!   endpoint through exactly the same path a bank's webhook takes.
+//!
+//! A delivery is authentic when `X-Allot-Signature` is the hex HMAC-SHA256 of
+//! `timestamp + "." + raw body` under the gateway's secret, and fresh when
+//! `X-Allot-Timestamp` (unix seconds) is within [`WEBHOOK_SKEW_SECONDS_MAX`] of our clock.
+
+use std::fmt;
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+use crate::config::Settings;
+use crate::error::{ApiError, ErrorCode};
+
+/// Deliveries older or newer than this are refused: a captured webhook cannot be replayed
+/// later, and a bank's clock may be a little off.
+pub const WEBHOOK_SKEW_SECONDS_MAX: i64 = 5 * 60;
+/// HMAC keys shorter than the hash are refused.
+const SECRET_BYTES_MIN: usize = 32;
+/// Bounds on what a bank may send us, so a row is never unbounded.
+pub const TRANSACTION_ID_BYTES_MAX: usize = 64;
+pub const REFERENCE_BYTES_MAX: usize = 64;
+
+pub const HEADER_TIMESTAMP: &str = "X-Allot-Timestamp";
+pub const HEADER_SIGNATURE: &str = "X-Allot-Signature";
+
+/// The gateways we know. The number is the subject of the gateway's clearing account
+/// (`catalog::GATEWAYS`); the name is what URLs, rows and intents carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayKind {
+    Sandbox,
+    Bank,
+}
+
+impl GatewayKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayKind::Sandbox => "sandbox",
+            GatewayKind::Bank => "bank",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<GatewayKind> {
+        match text {
+            "sandbox" => Some(GatewayKind::Sandbox),
+            "bank" => Some(GatewayKind::Bank),
+            _ => None,
+        }
+    }
+
+    pub fn ledger_number(self) -> u64 {
+        match self {
+            GatewayKind::Sandbox => crate::catalog::GATEWAYS[0],
+            GatewayKind::Bank => crate::catalog::GATEWAYS[1],
+        }
+    }
+}
+
+/// What a gateway reports: this much money arrived, under this reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notification {
+    /// The gateway's own id of the transaction: the idempotency key of a delivery.
+    pub transaction_id: String,
+    /// Ref1 as the payer's bank carried it.
+    pub reference: String,
+    pub amount_satang: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub paid_at: OffsetDateTime,
+}
+
+/// A delivery as it came over the wire.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery<'a> {
+    pub timestamp: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Why a delivery was refused as not authentic. Logged, never shown to the sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    MissingHeaders,
+    BadTimestamp,
+    OutsideWindow { skew_seconds: i64 },
+    BadSignature,
+    GatewayDisabled,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::MissingHeaders => write!(f, "missing timestamp or signature header"),
+            Rejection::BadTimestamp => write!(f, "timestamp is not unix seconds"),
+            Rejection::OutsideWindow { skew_seconds } => {
+                write!(f, "timestamp {skew_seconds} s away from our clock")
+            }
+            Rejection::BadSignature => write!(f, "signature does not match"),
+            Rejection::GatewayDisabled => write!(f, "gateway has no secret configured"),
+        }
+    }
+}
+
+pub trait Gateway: Send + Sync + fmt::Debug {
+    fn kind(&self) -> GatewayKind;
+
+    /// Succeeds only for a delivery this gateway really sent, recently.
+    fn authenticate(&self, delivery: &Delivery<'_>, now_unix: i64) -> Result<(), Rejection>;
+
+    /// Reads an authenticated body. A body we cannot read is the sender's mistake (400).
+    fn parse(&self, body: &[u8]) -> Result<Notification, ApiError>;
+}
+
+/// A gateway that signs its webhooks with a shared secret (our format).
+pub struct SignedWebhook {
+    kind: GatewayKind,
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for SignedWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        f.debug_struct("SignedWebhook").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl SignedWebhook {
+    pub fn new(kind: GatewayKind, secret: Vec<u8>) -> SignedWebhook {
+        SignedWebhook { kind, secret }
+    }
+
+    fn mac(&self, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    }
+
+    /// The signature a sender puts in `X-Allot-Signature`.
+    pub fn sign(&self, timestamp: &str, body: &[u8]) -> String {
+        hex::encode(self.mac(timestamp, body).finalize().into_bytes())
+    }
+}
+
+impl Gateway for SignedWebhook {
+    fn kind(&self) -> GatewayKind {
+        self.kind
+    }
+
+    fn authenticate(&self, delivery: &Delivery<'_>, now_unix: i64) -> Result<(), Rejection> {
+        if self.secret.is_empty() {
+            return Err(Rejection::GatewayDisabled);
+        }
+        let (Some(timestamp), Some(signature)) = (delivery.timestamp, delivery.signature) else {
+            return Err(Rejection::MissingHeaders);
+        };
+        let sent: i64 = timestamp.parse().map_err(|_| Rejection::BadTimestamp)?;
+        let skew_seconds = now_unix.saturating_sub(sent);
+        if skew_seconds.abs() > WEBHOOK_SKEW_SECONDS_MAX {
+            return Err(Rejection::OutsideWindow { skew_seconds });
+        }
+        let signature = hex::decode(signature).map_err(|_| Rejection::BadSignature)?;
+        // `verify_slice` compares in constant time.
+        self.mac(timestamp, delivery.body)
+            .verify_slice(&signature)
+            .map_err(|_| Rejection::BadSignature)
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Notification, ApiError> {
+        let n: Notification = serde_json::from_slice(body).map_err(|e| {
+            let reason = e.to_string();
+            let field = reason.split('`').nth(1).map(str::to_owned);
+            ApiError { code: ErrorCode::MalformedJson, field, args: vec![("reason", reason)] }
+        })?;
+        let visible = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+        };
+        if !visible(&n.transaction_id, TRANSACTION_ID_BYTES_MAX) {
+            return Err(ApiError::validation("transaction_id", "1 to 64 visible ASCII characters"));
+        }
+        if !visible(n.reference.trim(), REFERENCE_BYTES_MAX) {
+            return Err(ApiError::validation("reference", "1 to 64 visible ASCII characters"));
+        }
+        if n.amount_satang == 0 || i64::try_from(n.amount_satang).is_err() {
+            return Err(ApiError::validation("amount_satang", "a positive number of satang"));
+        }
+        Ok(n)
+    }
+}
+
+/// The gateways of this process, with their secrets.
+#[derive(Debug)]
+pub struct Gateways {
+    pub bank: SignedWebhook,
+    /// Only in dev mode: production never accepts play money.
+    pub sandbox: Option<SignedWebhook>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSecrets {
+    sandbox: String,
+    bank: String,
+}
+
+impl Gateways {
+    /// Secrets come from settings (hex); in dev mode missing ones are generated once into
+    /// `data_dir/webhook_secrets.json` so that signatures survive restarts. Production
+    /// without a bank secret fails to start rather than accept unsigned money.
+    pub fn load(settings: &Settings) -> Result<Gateways, String> {
+        let (mut bank, mut sandbox) =
+            (settings.webhook_secret_bank.clone(), settings.webhook_secret_sandbox.clone());
+        if settings.dev_mode && (bank.is_empty() || sandbox.is_empty()) {
+            let stored = load_or_generate(&settings.data_dir.join("webhook_secrets.json"))?;
+            if bank.is_empty() {
+                bank = stored.bank;
+            }
+            if sandbox.is_empty() {
+                sandbox = stored.sandbox;
+            }
+        }
+        check_biller_id(&settings.promptpay_biller_id)?;
+        let bank = SignedWebhook::new(GatewayKind::Bank, decode("webhook_secret_bank", &bank)?);
+        let sandbox = if settings.dev_mode {
+            let key = decode("webhook_secret_sandbox", &sandbox)?;
+            Some(SignedWebhook::new(GatewayKind::Sandbox, key))
+        } else {
+            None
+        };
+        Ok(Gateways { bank, sandbox })
+    }
+
+    pub fn get(&self, kind: GatewayKind) -> Option<&SignedWebhook> {
+        match kind {
+            GatewayKind::Bank => Some(&self.bank),
+            GatewayKind::Sandbox => self.sandbox.as_ref(),
+        }
+    }
+}
+
+fn check_biller_id(id: &str) -> Result<(), String> {
+    if id.len() != super::promptpay::BILLER_ID_DIGITS_MAX || !id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err("promptpay_biller_id must be 15 digits (tax ID + suffix)".into());
+    }
+    Ok(())
+}
+
+fn decode(name: &str, hex_value: &str) -> Result<Vec<u8>, String> {
+    let bytes = hex::decode(hex_value).map_err(|_| format!("{name} must be hex"))?;
+    if bytes.len() < SECRET_BYTES_MIN {
+        return Err(format!(
+            "{name} must be at least {SECRET_BYTES_MIN} bytes (set ALLOT_{})",
+            name.to_uppercase()
+        ));
+    }
+    Ok(bytes)
+}
+
+fn load_or_generate(path: &Path) -> Result<StoredSecrets, String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let random = || {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    };
+    let stored = StoredSecrets { sandbox: random(), bank: random() };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let text = serde_json::to_string_pretty(&stored).expect("serializes");
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway() -> SignedWebhook {
+        SignedWebhook::new(GatewayKind::Bank, vec![7; 32])
+    }
+
+    #[test]
+    fn a_fresh_signed_delivery_passes_and_anything_else_does_not() {
+        let g = gateway();
+        let body = br#"{"transaction_id":"t1","reference":"R","amount_satang":1,"paid_at":"2026-01-01T00:00:00Z"}"#;
+        let now = 1_800_000_000;
+        let ts = now.to_string();
+        let sig = g.sign(&ts, body);
+        let ok = Delivery { timestamp: Some(&ts), signature: Some(&sig), body };
+        assert_eq!(g.authenticate(&ok, now), Ok(()));
+        assert_eq!(g.authenticate(&ok, now + WEBHOOK_SKEW_SECONDS_MAX), Ok(()));
+        assert!(matches!(
+            g.authenticate(&ok, now + WEBHOOK_SKEW_SECONDS_MAX + 1),
+            Err(Rejection::OutsideWindow { .. })
+        ));
+        assert!(matches!(
+            g.authenticate(&ok, now - WEBHOOK_SKEW_SECONDS_MAX - 1),
+            Err(Rejection::OutsideWindow { .. })
+        ));
+        let tampered = Delivery { body: &body[..body.len() - 1], ..ok };
+        assert_eq!(g.authenticate(&tampered, now), Err(Rejection::BadSignature));
+        let other = SignedWebhook::new(GatewayKind::Bank, vec![8; 32]).sign(&ts, body);
+        let forged = Delivery { signature: Some(&other), ..ok };
+        assert_eq!(g.authenticate(&forged, now), Err(Rejection::BadSignature));
+        let missing = Delivery { signature: None, ..ok };
+        assert_eq!(g.authenticate(&missing, now), Err(Rejection::MissingHeaders));
+        let garbage = Delivery { timestamp: Some("soon"), ..ok };
+        assert_eq!(g.authenticate(&garbage, now), Err(Rejection::BadTimestamp));
+        let parsed = g.parse(body).unwrap();
+        assert_eq!((parsed.transaction_id.as_str(), parsed.amount_satang), ("t1", 1));
+    }
+
+    #[test]
+    fn bodies_are_bounded_and_typed() {
+        let g = gateway();
+        assert_eq!(g.parse(b"{").unwrap_err().code, ErrorCode::MalformedJson);
+        let zero = br#"{"transaction_id":"t","reference":"R","amount_satang":0,"paid_at":"2026-01-01T00:00:00Z"}"#;
+        assert_eq!(g.parse(zero).unwrap_err().field.as_deref(), Some("amount_satang"));
+        let long = format!(
+            r#"{{"transaction_id":"{}","reference":"R","amount_satang":1,"paid_at":"2026-01-01T00:00:00Z"}}"#,
+            "x".repeat(65)
+        );
+        assert_eq!(g.parse(long.as_bytes()).unwrap_err().field.as_deref(), Some("transaction_id"));
+    }
+}

@@ -1,0 +1,363 @@
+//! Notifications to people through a Postgres outbox.
+//!
+//! An event is written in the same transaction as the change it announces, with a unique
+//! `send_key`, so it exists if and only if the change does, and at most once. A worker
+//! claims due rows with `FOR UPDATE SKIP LOCKED` (several workers never take the same row),
+//! sends them while holding the claim, and marks them sent in the same transaction. A crash
+//! between sending and marking rolls the claim back: the row is sent again later, with the
+//! same key, which receivers use to drop the duplicate (HTTP `Idempotency-Key`, email
+//! `Message-ID`).
+//!
+//! Failures are retried with exponential backoff up to [`ATTEMPTS_MAX`]; then the row is
+//! `failed` and stays for an operator. Reminders and expiry notices are checked against the
+//! ledger when due and `skipped` when no longer true (the hold was paid).
+
+use std::time::{Duration, SystemTime};
+
+use allot_ledger::HoldState;
+use serde_json::Value;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+use tokio_postgres::Transaction;
+
+use super::senders::{Message, SendError, Sender};
+use crate::state::AppState;
+
+/// Rows claimed per transaction: bounds how long claims are held and how much one crash
+/// re-sends.
+pub const BATCH_ROWS_MAX: i64 = 32;
+/// A send that takes longer than this counts as failed (and keeps no claim for long).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// After this many failed attempts a row is `failed`; backoff doubles from 1 s up to
+/// [`BACKOFF_MAX`], so the last attempt comes about an hour and a half after the first.
+pub const ATTEMPTS_MAX: i32 = 12;
+pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+/// Message bodies we keep in `last_error` are cut to this.
+const ERROR_CHARS_MAX: usize = 500;
+/// Bangkok: deadlines are shown in the sale's local time.
+const DISPLAY_OFFSET_HOURS: i8 = 7;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    ReservationMade,
+    PaymentReminder,
+    PaymentConfirmed,
+    ReservationExpired,
+    RefundDue,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::ReservationMade,
+        Kind::PaymentReminder,
+        Kind::PaymentConfirmed,
+        Kind::ReservationExpired,
+        Kind::RefundDue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ReservationMade => "reservation_made",
+            Kind::PaymentReminder => "payment_reminder",
+            Kind::PaymentConfirmed => "payment_confirmed",
+            Kind::ReservationExpired => "reservation_expired",
+            Kind::RefundDue => "refund_due",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// Fluent message id prefix: `notify-reservation-made`.
+    fn message_id(self) -> String {
+        format!("notify-{}", self.as_str().replace('_', "-"))
+    }
+
+    /// The hold state in which this notice is still true; `None` when it always is.
+    fn requires(self) -> Option<HoldState> {
+        match self {
+            Kind::PaymentReminder => Some(HoldState::Held),
+            Kind::ReservationExpired => Some(HoldState::Expired),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// Unique per event, ever: `kind.subject` (dots and underscores only, so it is also a
+    /// valid email Message-ID).
+    pub send_key: String,
+    pub user_id: i64,
+    pub kind: Kind,
+    /// What the message needs: reservation and payment ids, offering, amount, deadline.
+    pub args: Value,
+    /// Not sent before this.
+    pub due_at: SystemTime,
+}
+
+/// Adds events in the caller's transaction; an event whose key exists is left alone.
+pub async fn enqueue(tx: &Transaction<'_>, events: &[Event]) -> Result<u64, tokio_postgres::Error> {
+    let mut added = 0;
+    for e in events {
+        added += tx
+            .execute(
+                "INSERT INTO outbox (send_key, user_id, kind, args, due_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (send_key) DO NOTHING",
+                &[&e.send_key, &e.user_id, &e.kind.as_str(), &e.args, &e.due_at],
+            )
+            .await?;
+    }
+    Ok(added)
+}
+
+/// What became of one claimed row.
+#[derive(Debug)]
+enum Fate {
+    Sent,
+    Skipped,
+    Retry(String),
+    Failed(String),
+}
+
+struct Claimed {
+    id: i64,
+    attempts: i32,
+    message: Option<Message>,
+    fate: Option<Fate>,
+}
+
+/// Claims up to [`BATCH_ROWS_MAX`] due rows, sends them, records what happened, commits.
+/// Returns how many rows it claimed (a full batch means: call again).
+pub async fn drain_once(state: &AppState, sender: &dyn Sender) -> Result<usize, String> {
+    let mut client = state.db.get().await.map_err(|e| e.to_string())?;
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    let rows = tx
+        .query(
+            "SELECT o.id, o.send_key, o.user_id, o.kind, o.args, o.attempts, u.email, u.locale
+             FROM outbox o LEFT JOIN users u ON u.user_id = o.user_id
+             WHERE o.status = 'pending' AND o.due_at <= now()
+             ORDER BY o.due_at
+             LIMIT $1
+             FOR UPDATE OF o SKIP LOCKED",
+            &[&BATCH_ROWS_MAX],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.get(0);
+        let attempts: i32 = row.get(5);
+        let (message, fate) = match prepare(state, row).await {
+            Ok(Some(message)) => (Some(message), None),
+            Ok(None) => (None, Some(Fate::Skipped)),
+            Err(fate) => (None, Some(fate)),
+        };
+        claimed.push(Claimed { id, attempts, message, fate });
+    }
+    let sends = claimed.iter().map(|c| async move {
+        let message = c.message.as_ref()?;
+        Some(match tokio::time::timeout(SEND_TIMEOUT, sender.send(message)).await {
+            Ok(Ok(())) => Fate::Sent,
+            Ok(Err(SendError::Retry(e))) => Fate::Retry(e),
+            Ok(Err(SendError::Permanent(e))) => Fate::Failed(e),
+            Err(_) => Fate::Retry(format!("no answer within {SEND_TIMEOUT:?}")),
+        })
+    });
+    let results = futures::future::join_all(sends).await;
+    for (c, result) in claimed.iter_mut().zip(results) {
+        if let Some(fate) = result {
+            c.fate = Some(fate);
+        }
+    }
+    for c in &claimed {
+        record_fate(&tx, c).await.map_err(|e| e.to_string())?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(claimed.len())
+}
+
+async fn record_fate(tx: &Transaction<'_>, c: &Claimed) -> Result<(), tokio_postgres::Error> {
+    let attempts = c.attempts + 1;
+    let kind = c.message.as_ref().map_or("", |m| m.kind);
+    match c.fate.as_ref().expect("every claimed row has a fate") {
+        Fate::Sent | Fate::Skipped => {
+            let status = if matches!(c.fate, Some(Fate::Sent)) { "sent" } else { "skipped" };
+            metrics::counter!("allot_notifications_total", "status" => status, "kind" => kind)
+                .increment(1);
+            tx.execute(
+                "UPDATE outbox SET status = $2, attempts = $3, sent_at = now() WHERE id = $1",
+                &[&c.id, &status, &attempts],
+            )
+            .await?;
+        }
+        Fate::Retry(error) if attempts < ATTEMPTS_MAX => {
+            let backoff = backoff(attempts);
+            tracing::warn!(outbox_id = c.id, attempts, error = %error, "notification will be retried");
+            tx.execute(
+                "UPDATE outbox SET attempts = $2, last_error = $3,
+                     due_at = now() + make_interval(secs => $4)
+                 WHERE id = $1",
+                &[&c.id, &attempts, &truncate(error), &(backoff.as_secs() as f64)],
+            )
+            .await?;
+        }
+        Fate::Retry(error) | Fate::Failed(error) => {
+            metrics::counter!("allot_notifications_total", "status" => "failed", "kind" => kind)
+                .increment(1);
+            tracing::error!(outbox_id = c.id, attempts, error = %error, "notification failed for good");
+            tx.execute(
+                "UPDATE outbox SET status = 'failed', attempts = $2, last_error = $3 WHERE id = $1",
+                &[&c.id, &attempts, &truncate(error)],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// 1 s, 2 s, 4 s, ... capped at [`BACKOFF_MAX`].
+pub fn backoff(attempts: i32) -> Duration {
+    let exponent = attempts.clamp(1, 31) as u32 - 1;
+    Duration::from_secs(1u64 << exponent).min(BACKOFF_MAX)
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(ERROR_CHARS_MAX).collect()
+}
+
+/// The message for a claimed row, `Ok(None)` when it is no longer true, or the fate of a
+/// row that cannot be prepared now.
+async fn prepare(state: &AppState, row: &tokio_postgres::Row) -> Result<Option<Message>, Fate> {
+    let kind_text: &str = row.get(3);
+    let kind =
+        Kind::parse(kind_text).ok_or_else(|| Fate::Failed(format!("unknown kind {kind_text}")))?;
+    let args: Value = row.get(4);
+    if let Some(required) = kind.requires() {
+        let hold = args["reservation_id"]
+            .as_str()
+            .and_then(crate::reservations::parse_id)
+            .ok_or_else(|| Fate::Failed("no reservation id".into()))?;
+        let info = tokio::time::timeout(state.tb_timeout(), state.ledger.hold_info(hold))
+            .await
+            .map_err(|_| Fate::Retry("ledger timeout".into()))?
+            .map_err(|e| Fate::Retry(e.to_string()))?;
+        if info.map(|i| i.state) != Some(required) {
+            return Ok(None);
+        }
+    }
+    let locale: Option<String> = row.get(7);
+    let lang = locale
+        .as_deref()
+        .and_then(|l| crate::i18n::SUPPORTED.into_iter().find(|s| *s == l))
+        .unwrap_or("th");
+    let (subject, body) = render(state, kind, lang, &args);
+    Ok(Some(Message {
+        send_key: row.get(1),
+        user_id: row.get(2),
+        kind: kind.as_str(),
+        locale: lang.to_owned(),
+        email: row.get(6),
+        subject,
+        body,
+    }))
+}
+
+/// Subject and body in `lang`, from the Fluent messages `notify-<kind>-subject` and
+/// `notify-<kind>-body`.
+pub fn render(state: &AppState, kind: Kind, lang: &str, args: &Value) -> (String, String) {
+    let offering = args["offering_id"].as_str().unwrap_or_default();
+    let name = state
+        .catalog
+        .get(offering)
+        .and_then(|o| {
+            let names = &o.config.name;
+            names.get(lang).or_else(|| names.get("en")).or_else(|| names.get("th")).cloned()
+        })
+        .unwrap_or_else(|| offering.to_owned());
+    let text_args = vec![
+        ("offering", name),
+        ("amount", format_baht(args["amount_satang"].as_u64().unwrap_or(0))),
+        ("reference", args["reference"].as_str().unwrap_or_default().to_owned()),
+        ("deadline", format_deadline(args["expires_at"].as_i64().unwrap_or(0))),
+        ("hours", args["hours"].as_u64().unwrap_or(0).to_string()),
+        ("reason", args["reason"].as_str().unwrap_or_default().to_owned()),
+    ];
+    let id = kind.message_id();
+    let subject = crate::i18n::text(lang, &format!("{id}-subject"), &text_args);
+    let body = crate::i18n::text(lang, &format!("{id}-body"), &text_args);
+    (subject, body)
+}
+
+/// 150,000 satang → "1,500.00" (integers only).
+pub fn format_baht(satang: u64) -> String {
+    let baht = (satang / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in baht.chars().enumerate() {
+        if i > 0 && (baht.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{grouped}.{:02}", satang % 100)
+}
+
+fn format_deadline(unix: i64) -> String {
+    let offset = UtcOffset::from_hms(DISPLAY_OFFSET_HOURS, 0, 0).expect("valid offset");
+    OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.to_offset(offset))
+        .ok()
+        .and_then(|t| t.format(format_description!("[year]-[month]-[day] [hour]:[minute]")).ok())
+        .map_or_else(String::new, |t| format!("{t} (UTC+7)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(30), BACKOFF_MAX);
+        assert_eq!(backoff(ATTEMPTS_MAX), Duration::from_secs(2048));
+    }
+
+    #[test]
+    fn baht_are_grouped_and_exact() {
+        assert_eq!(format_baht(0), "0.00");
+        assert_eq!(format_baht(150_000), "1,500.00");
+        assert_eq!(format_baht(100_000_000_005), "1,000,000,000.05");
+        assert_eq!(format_baht(99_999), "999.99");
+    }
+
+    #[test]
+    fn deadlines_show_in_bangkok_time() {
+        assert_eq!(format_deadline(0), "1970-01-01 07:00 (UTC+7)");
+    }
+
+    #[test]
+    fn every_kind_has_messages_in_every_language() {
+        // Fluent refuses a message whose placeables have no value: give them all.
+        let args: Vec<(&'static str, String)> =
+            ["offering", "amount", "reference", "deadline", "hours", "reason"]
+                .into_iter()
+                .map(|k| (k, "x".to_owned()))
+                .collect();
+        for lang in crate::i18n::SUPPORTED {
+            for kind in Kind::ALL {
+                for part in ["subject", "body"] {
+                    let id = format!("{}-{part}", kind.message_id());
+                    let text = crate::i18n::text(lang, &id, &args);
+                    assert!(!text.is_empty() && !text.contains("Unknown"), "{lang} {id}");
+                    if lang != crate::i18n::FALLBACK {
+                        let en = crate::i18n::text(crate::i18n::FALLBACK, &id, &args);
+                        assert_ne!(text, en, "{lang} {id} is not translated");
+                    }
+                }
+            }
+        }
+    }
+}

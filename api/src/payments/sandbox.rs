@@ -1,0 +1,58 @@
+//! The sandbox gateway's "bank": settles a payment intent with play money by signing a
+//! webhook with the sandbox secret and delivering it through the very path a bank's takes.
+//! Dev mode only.
+
+use actix_web::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::gateway::{Delivery, GatewayKind, Notification};
+use super::webhook::{self, WebhookAnswer};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    /// Defaults to the intent's amount; anything else plays a payer who got it wrong.
+    pub amount_satang: Option<u64>,
+    /// Defaults to a fresh id; reuse one to play a bank that resends.
+    pub transaction_id: Option<String>,
+    /// Defaults to the intent's reference.
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Settled {
+    pub transaction_id: String,
+    /// What the webhook endpoint answered.
+    pub webhook_status: u16,
+    pub webhook: WebhookAnswer,
+}
+
+pub async fn settle(state: &AppState, payment_id: &str, req: SettleRequest) -> ApiResult<Settled> {
+    let gateway = state
+        .gateways
+        .get(GatewayKind::Sandbox)
+        .filter(|_| state.settings.dev_mode)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+    let not_found = || ApiError::field(ErrorCode::PaymentNotFound, "payment_id");
+    super::parse_payment_id(payment_id).ok_or_else(not_found)?;
+    let intent = super::load_by_id(state, payment_id).await?.ok_or_else(not_found)?;
+    let transaction_id =
+        req.transaction_id.unwrap_or_else(|| format!("SBX{}", uuid::Uuid::new_v4().simple()));
+    let notification = Notification {
+        transaction_id: transaction_id.clone(),
+        reference: req.reference.unwrap_or(intent.reference),
+        amount_satang: req.amount_satang.unwrap_or(intent.amount_satang),
+        paid_at: OffsetDateTime::now_utc(),
+    };
+    let body = serde_json::to_vec(&notification).map_err(ApiError::internal)?;
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let signature = gateway.sign(&timestamp, &body);
+    let delivery =
+        Delivery { timestamp: Some(&timestamp), signature: Some(&signature), body: &body };
+    let (status, answer): (StatusCode, WebhookAnswer) =
+        webhook::receive(state, GatewayKind::Sandbox, delivery).await?;
+    Ok(Settled { transaction_id, webhook_status: status.as_u16(), webhook: answer })
+}

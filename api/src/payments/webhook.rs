@@ -1,0 +1,333 @@
+//! A gateway's notification that money arrived: authenticate, record, apply, mark.
+//!
+//! 1. Authenticate (signature and replay window) before reading anything: a forged or
+//!    stale delivery is refused with 401 and leaves nothing but a security log line.
+//! 2. Record it in Postgres, keyed by (gateway, transaction id): banks resend, and a resend
+//!    finds the row already there. Nothing is acknowledged before this commit.
+//! 3. Apply it to the ledger: confirm the hold (deposit + post both holds, one linked
+//!    chain) or, when the money cannot confirm it, book it to refunds payable.
+//! 4. Mark the row applied, set the intent's status and enqueue the notification, in one
+//!    transaction.
+//!
+//! Every step is idempotent, so a resend re-applies rather than trusting an earlier attempt
+//! that may have died halfway: the ledger ids derive from the transaction, and TigerBeetle
+//! answers `exists` for work already done. Once a notification is recorded the bank gets a
+//! 2xx whatever happens next (202 when the ledger could not be reached: the worker finishes
+//! the job), so a resend of a known payment never meets a 5xx.
+
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::StatusCode;
+use allot_ledger::{ConfirmOutcome, Payment};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::gateway::{Delivery, Gateway, GatewayKind, Notification};
+use super::outbox::{self, Event, Kind};
+use super::{format_payment_id, ledger_payment_id, normalize_reference};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+
+/// A recorded notification still unapplied after this long is finished by the worker.
+pub const REAPPLY_AFTER: Duration = Duration::from_secs(5);
+/// Rows the worker re-applies per pass.
+pub const REAPPLY_ROWS_MAX: i64 = 100;
+
+/// What became of a notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The hold is confirmed and the money is in deposits.
+    Succeeded,
+    /// The money is in refunds payable; the reason says why.
+    RefundDue(&'static str),
+    /// No payment has this reference: finance must find out what the money is for.
+    Unmatched,
+}
+
+impl Outcome {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RefundDue(_) => "refund_due",
+            Outcome::Unmatched => "unmatched",
+        }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        match self {
+            Outcome::RefundDue(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// The answer a gateway gets.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookAnswer {
+    /// `succeeded`, `refund_due`, `unmatched`, or `received` (recorded; applied shortly).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// A notification as recorded: the first delivery of a transaction wins.
+#[derive(Clone, Debug)]
+struct Recorded {
+    gateway: GatewayKind,
+    transaction_id: String,
+    amount_satang: u64,
+    payment_id: Option<String>,
+    ledger_id: u128,
+}
+
+/// Handles one delivery from `kind`'s gateway; the HTTP handler and the sandbox share it.
+pub async fn receive(
+    state: &AppState,
+    kind: GatewayKind,
+    delivery: Delivery<'_>,
+) -> ApiResult<(StatusCode, WebhookAnswer)> {
+    let gateway = state.gateways.get(kind).ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    if let Err(rejection) = gateway.authenticate(&delivery, now) {
+        metrics::counter!("allot_webhooks_rejected_total", "gateway" => kind.as_str()).increment(1);
+        tracing::warn!(target: "security", gateway = kind.as_str(), reason = %rejection,
+            "payment webhook refused: not authentic");
+        return Err(ApiError::new(ErrorCode::InvalidSignature));
+    }
+    let notification = gateway.parse(delivery.body)?;
+    let recorded = record(state, kind, &notification, delivery.body).await?;
+    match apply_and_mark(state, &recorded).await {
+        Ok(outcome) => Ok((
+            StatusCode::OK,
+            WebhookAnswer {
+                status: outcome.as_str(),
+                payment_id: recorded.payment_id.clone(),
+                reason: outcome.reason(),
+            },
+        )),
+        Err(e) => {
+            // Recorded, so not lost: the worker applies it. The bank must not resend in a
+            // loop meanwhile, so this is a success to it.
+            tracing::warn!(gateway = kind.as_str(), transaction = %recorded.transaction_id,
+                error = %e, "payment recorded, applying it later");
+            Ok((
+                StatusCode::ACCEPTED,
+                WebhookAnswer {
+                    status: "received",
+                    payment_id: recorded.payment_id.clone(),
+                    reason: None,
+                },
+            ))
+        }
+    }
+}
+
+/// Step 2: the row for (gateway, transaction id), inserted unless a delivery of the same
+/// transaction was recorded before (then the stored one is what counts).
+async fn record(
+    state: &AppState,
+    kind: GatewayKind,
+    n: &Notification,
+    body: &[u8],
+) -> ApiResult<Recorded> {
+    let ledger_id = ledger_payment_id(kind, &n.transaction_id);
+    let client = state.db.get().await?;
+    let paid_at: SystemTime = n.paid_at.into();
+    let body_text = String::from_utf8_lossy(body);
+    client
+        .execute(
+            "INSERT INTO payment_notifications
+                (gateway, transaction_id, reference, amount_satang, paid_at, payment_id, ledger_id, body)
+             VALUES ($1, $2, $3, $4, $5,
+                     (SELECT payment_id FROM payment_intents WHERE reference = $6), $7, $8)
+             ON CONFLICT (gateway, transaction_id) DO NOTHING",
+            &[
+                &kind.as_str(),
+                &n.transaction_id,
+                &n.reference.trim(),
+                &(n.amount_satang as i64),
+                &paid_at,
+                &normalize_reference(&n.reference),
+                &format_payment_id(ledger_id),
+                &body_text.as_ref(),
+            ],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT reference, amount_satang, payment_id FROM payment_notifications
+             WHERE gateway = $1 AND transaction_id = $2",
+            &[&kind.as_str(), &n.transaction_id],
+        )
+        .await?;
+    let amount_satang = row.get::<_, i64>(1) as u64;
+    if row.get::<_, &str>(0) != n.reference.trim() || amount_satang != n.amount_satang {
+        // A resend that disagrees with the first delivery: the first one stands, and
+        // someone should look.
+        tracing::warn!(target: "security", gateway = kind.as_str(), transaction = %n.transaction_id,
+            "payment webhook resend differs from the recorded delivery; keeping the first");
+    }
+    Ok(Recorded {
+        gateway: kind,
+        transaction_id: n.transaction_id.clone(),
+        amount_satang,
+        payment_id: row.get(2),
+        ledger_id,
+    })
+}
+
+/// The intent a recorded notification pays for.
+struct Target {
+    user_id: i64,
+    args: serde_json::Value,
+}
+
+/// Steps 3 and 4. Errors mean "not applied yet"; calling again is always safe.
+async fn apply_and_mark(state: &AppState, r: &Recorded) -> Result<Outcome, String> {
+    let Some(payment_id) = &r.payment_id else {
+        mark(state, r, &Outcome::Unmatched, None).await?;
+        return Ok(Outcome::Unmatched);
+    };
+    let intent = super::load_by_id(state, payment_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("recorded payment has no intent")?;
+    let offering = state
+        .catalog
+        .get(&intent.offering_id)
+        .ok_or_else(|| format!("offering {} not in the catalog", intent.offering_id))?;
+    let hold = crate::reservations::parse_id(&intent.reservation_id).ok_or("bad hold id")?;
+    let payment = Payment {
+        id: r.ledger_id,
+        gateway: r.gateway.ledger_number(),
+        amount_satang: r.amount_satang.into(),
+    };
+    let outcome = if r.amount_satang != intent.amount_satang {
+        Outcome::RefundDue("amount_mismatch")
+    } else {
+        let confirm = state.ledger.confirm(&offering.spec, hold, &payment);
+        match tokio::time::timeout(state.tb_timeout(), confirm)
+            .await
+            .map_err(|_| "ledger timeout".to_string())?
+            .map_err(|e| e.to_string())?
+        {
+            ConfirmOutcome::Confirmed { .. } => Outcome::Succeeded,
+            ConfirmOutcome::ConfirmedByOtherPayment => Outcome::RefundDue("paid_twice"),
+            ConfirmOutcome::HoldExpired => Outcome::RefundDue("hold_expired"),
+            ConfirmOutcome::HoldCancelled => Outcome::RefundDue("hold_cancelled"),
+            ConfirmOutcome::HoldNotFound => Outcome::RefundDue("hold_not_found"),
+        }
+    };
+    if let Outcome::RefundDue(_) = outcome {
+        let refund = state.ledger.record_refund(&offering.spec, &payment);
+        tokio::time::timeout(state.tb_timeout(), refund)
+            .await
+            .map_err(|_| "ledger timeout".to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    let args = serde_json::json!({
+        "reservation_id": intent.reservation_id,
+        "payment_id": intent.payment_id,
+        "offering_id": intent.offering_id,
+        "amount_satang": r.amount_satang,
+        "reference": intent.reference,
+        "expires_at": OffsetDateTime::from(intent.expires_at).unix_timestamp(),
+        "reason": outcome.reason(),
+    });
+    mark(state, r, &outcome, Some(Target { user_id: intent.user_id, args })).await?;
+    metrics::counter!("allot_payments_applied_total", "outcome" => outcome.as_str()).increment(1);
+    Ok(outcome)
+}
+
+/// Step 4, in one transaction: the row's outcome, the intent's status, the notification.
+async fn mark(
+    state: &AppState,
+    r: &Recorded,
+    outcome: &Outcome,
+    target: Option<Target>,
+) -> Result<(), String> {
+    let mut client = state.db.get().await.map_err(|e| e.to_string())?;
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    tx.execute(
+        "UPDATE payment_notifications
+         SET outcome = $3, reason = $4, applied_at = COALESCE(applied_at, now())
+         WHERE gateway = $1 AND transaction_id = $2",
+        &[&r.gateway.as_str(), &r.transaction_id, &outcome.as_str(), &outcome.reason()],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if let (Some(payment_id), Some(target)) = (&r.payment_id, target) {
+        // Succeeded beats refund due (a wrong amount first, the right one later), and a
+        // refund of a second payment never hides that the first one succeeded.
+        let (kind, key_subject) = match outcome {
+            Outcome::Succeeded => {
+                tx.execute(
+                    "UPDATE payment_intents SET status = 'succeeded', reason = NULL, updated_at = now()
+                     WHERE payment_id = $1 AND status <> 'succeeded'",
+                    &[payment_id],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                (Kind::PaymentConfirmed, payment_id.clone())
+            }
+            _ => {
+                tx.execute(
+                    "UPDATE payment_intents SET status = 'refund_due', reason = $2, updated_at = now()
+                     WHERE payment_id = $1 AND status = 'pending'",
+                    &[payment_id, &outcome.reason()],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                (Kind::RefundDue, format_payment_id(r.ledger_id))
+            }
+        };
+        let event = Event {
+            send_key: format!("{}.{key_subject}", kind.as_str()),
+            user_id: target.user_id,
+            kind,
+            args: target.args,
+            due_at: SystemTime::now(),
+        };
+        outbox::enqueue(&tx, &[event]).await.map_err(|e| e.to_string())?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())
+}
+
+/// The worker's half: applies notifications that were recorded but never marked (a crash
+/// or a ledger outage in between). Returns how many it applied.
+pub async fn reapply_unapplied(state: &AppState) -> Result<usize, String> {
+    let client = state.db.get().await.map_err(|e| e.to_string())?;
+    let cutoff = SystemTime::now() - REAPPLY_AFTER;
+    let rows = client
+        .query(
+            "SELECT gateway, transaction_id, amount_satang, payment_id, ledger_id
+             FROM payment_notifications
+             WHERE applied_at IS NULL AND received_at < $1
+             ORDER BY received_at LIMIT $2",
+            &[&cutoff, &REAPPLY_ROWS_MAX],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(client);
+    let mut applied = 0;
+    for row in rows {
+        let recorded = Recorded {
+            gateway: GatewayKind::parse(row.get(0)).ok_or("unknown gateway in a row")?,
+            transaction_id: row.get(1),
+            amount_satang: row.get::<_, i64>(2) as u64,
+            payment_id: row.get(3),
+            ledger_id: super::parse_payment_id(row.get(4)).ok_or("bad ledger id in a row")?,
+        };
+        match apply_and_mark(state, &recorded).await {
+            Ok(outcome) => {
+                applied += 1;
+                tracing::info!(transaction = %recorded.transaction_id, outcome = outcome.as_str(),
+                    "late payment notification applied");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(applied)
+}

@@ -1,0 +1,202 @@
+//! Payments: intents, their QR, gateways' webhooks, the dev sandbox, finance's lists.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::identity::Role;
+use crate::payments::gateway::{Delivery, GatewayKind, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use crate::payments::sandbox::{self, SettleRequest, Settled};
+use crate::payments::webhook::WebhookAnswer;
+use crate::payments::{self as domain, CreatePayment, PaymentIntent};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(create)
+        .service(webhook)
+        .service(settle)
+        .service(refunds)
+        .service(unmatched)
+        .service(qr_svg)
+        .service(show);
+}
+
+/// Opens the payment of a held reservation (owner only): a PromptPay QR for the exact
+/// deposit. One intent per reservation: 201 when this call opened it, 200 with the same
+/// intent on every later call (whatever gateway it asks for).
+#[utoipa::path(post, path = "/v1/reservations/{id}/payments",
+    request_body = CreatePayment,
+    responses(
+        (status = 201, body = PaymentIntent),
+        (status = 200, body = PaymentIntent),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[post("/v1/reservations/{id}/payments")]
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    body: web::Json<CreatePayment>,
+) -> ApiResult<HttpResponse> {
+    let (intent, created) = domain::create(&state, &who, &id, &body).await?;
+    Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(intent))
+}
+
+/// A payment's state (owner or staff).
+#[utoipa::path(get, path = "/v1/payments/{id}",
+    responses((status = 200, body = PaymentIntent), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[get("/v1/payments/{id}")]
+pub async fn show(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(domain::read(&state, &who, &id).await?))
+}
+
+/// The payment's PromptPay QR as SVG. No token: the 120-bit payment id is the capability,
+/// so an `<img>` can show it.
+#[utoipa::path(get, path = "/v1/payments/{id}/qr.svg",
+    responses((status = 200, content_type = "image/svg+xml", body = String),
+        (status = 404, body = crate::error::ErrorBody)))]
+#[get("/v1/payments/{id}/qr.svg")]
+pub async fn qr_svg(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let svg = domain::qr_svg(&state, &id).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header(("Cache-Control", "private, max-age=3600"))
+        .body(svg))
+}
+
+/// A gateway reports money received. Signed: `X-Allot-Timestamp` (unix seconds, within
+/// 5 minutes) and `X-Allot-Signature` (hex HMAC-SHA256 of `timestamp.body`). Idempotent on
+/// (gateway, transaction_id). 200 with the outcome; 202 when recorded but not yet applied;
+/// an unknown reference is recorded for finance and still answered 200.
+#[utoipa::path(post, path = "/v1/payments/webhooks/{gateway}",
+    request_body = crate::payments::gateway::Notification,
+    params(("gateway" = String, Path, description = "`bank`, or `sandbox` in dev mode")),
+    responses(
+        (status = 200, body = WebhookAnswer),
+        (status = 202, body = WebhookAnswer),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+    ))]
+#[post("/v1/payments/webhooks/{gateway}")]
+pub async fn webhook(
+    state: web::Data<AppState>,
+    gateway: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let kind = GatewayKind::parse(&gateway).ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let delivery = Delivery {
+        timestamp: header(HEADER_TIMESTAMP),
+        signature: header(HEADER_SIGNATURE),
+        body: &body,
+    };
+    let (status, answer) = crate::payments::webhook::receive(&state, kind, delivery).await?;
+    Ok(HttpResponse::build(status).json(answer))
+}
+
+/// Dev mode only: pays an intent with play money, through the same signed webhook a bank
+/// sends. The body is optional (`{}` or empty pays the exact amount).
+#[utoipa::path(post, path = "/v1/sandbox/payments/{id}/settle",
+    request_body(content = Option<SettleRequest>),
+    responses((status = 200, body = Settled), (status = 404, body = crate::error::ErrorBody)))]
+#[post("/v1/sandbox/payments/{id}/settle")]
+pub async fn settle(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    if !state.settings.dev_mode {
+        return Err(ApiError::new(ErrorCode::NotFound));
+    }
+    let req: SettleRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SettleRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(ErrorCode::MalformedJson).with_arg("reason", e.to_string())
+        })?
+    };
+    Ok(HttpResponse::Ok().json(sandbox::settle(&state, &id, req).await?))
+}
+
+/// Money received through a gateway, as finance sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReceivedPayment {
+    pub gateway: String,
+    pub transaction_id: String,
+    pub reference: String,
+    pub amount_satang: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub paid_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: OffsetDateTime,
+    pub payment_id: Option<String>,
+    pub reservation_id: Option<String>,
+    pub user_id: Option<i64>,
+    /// Why the money is due back (refunds only).
+    pub reason: Option<String>,
+}
+
+/// Rows a finance list returns: the newest first.
+const FINANCE_ROWS_MAX: i64 = 1_000;
+
+async fn received(state: &AppState, outcome: &str) -> ApiResult<Vec<ReceivedPayment>> {
+    let client = state.db.get().await?;
+    let rows = client
+        .query(
+            "SELECT n.gateway, n.transaction_id, n.reference, n.amount_satang, n.paid_at,
+                    n.received_at, n.payment_id, i.reservation_id, i.user_id, n.reason
+             FROM payment_notifications n
+             LEFT JOIN payment_intents i ON i.payment_id = n.payment_id
+             WHERE n.outcome = $1
+             ORDER BY n.received_at DESC LIMIT $2",
+            &[&outcome, &FINANCE_ROWS_MAX],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ReceivedPayment {
+            gateway: r.get(0),
+            transaction_id: r.get(1),
+            reference: r.get(2),
+            amount_satang: r.get::<_, i64>(3) as u64,
+            paid_at: r.get::<_, std::time::SystemTime>(4).into(),
+            received_at: r.get::<_, std::time::SystemTime>(5).into(),
+            payment_id: r.get(6),
+            reservation_id: r.get(7),
+            user_id: r.get(8),
+            reason: r.get(9),
+        })
+        .collect())
+}
+
+/// Money booked to refunds payable: late, wrong-amount and second payments (finance, admin).
+#[utoipa::path(get, path = "/v1/finance/refunds",
+    responses((status = 200, body = [ReceivedPayment]), (status = 403, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[get("/v1/finance/refunds")]
+pub async fn refunds(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    who.require(&[Role::Finance, Role::Admin])?;
+    Ok(HttpResponse::Ok().json(received(&state, "refund_due").await?))
+}
+
+/// Money whose reference matches no payment (finance, admin).
+#[utoipa::path(get, path = "/v1/finance/unmatched",
+    responses((status = 200, body = [ReceivedPayment]), (status = 403, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[get("/v1/finance/unmatched")]
+pub async fn unmatched(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    who.require(&[Role::Finance, Role::Admin])?;
+    Ok(HttpResponse::Ok().json(received(&state, "unmatched").await?))
+}
