@@ -60,8 +60,19 @@ pub fn text(lang: &str, id: &str, args: &[(&'static str, String)]) -> String {
 
 /// The human message for an error in `lang`.
 pub fn message(lang: &str, error: &ApiError) -> String {
-    text(lang, error.code.as_str(), &error.args)
+    // Fluent refuses to format a message with a missing placeable; a client must still get
+    // a readable sentence, so absent values read as a dash rather than an error.
+    let mut args = error.args.clone();
+    for name in PLACEABLES {
+        if !args.iter().any(|(k, _)| k == name) {
+            args.push((name, "-".into()));
+        }
+    }
+    text(lang, error.code.as_str(), &args)
 }
+
+/// Every placeable name used by an error message in `api/locales/*/main.ftl`.
+const PLACEABLES: [&str; 5] = ["reason", "min", "max", "lot", "retry_after"];
 
 /// Rewrites error bodies into the request's language. Errors are built without sight of the
 /// request (actix's `ResponseError`), so the translation happens here, on the way out.
