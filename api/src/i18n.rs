@@ -64,7 +64,7 @@ pub fn message(lang: &str, error: &ApiError) -> String {
     // a readable sentence, so absent values read as a dash rather than an error.
     let mut args = error.args.clone();
     for name in PLACEABLES {
-        if !args.iter().any(|(k, _)| k == name) {
+        if !args.iter().any(|(k, _)| *k == name) {
             args.push((name, "-".into()));
         }
     }
