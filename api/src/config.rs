@@ -53,6 +53,28 @@ pub struct Settings {
     pub notify_url: String,
     /// Sender address of notification emails.
     pub notify_from: String,
+    /// Proof-of-work difficulty (ALTCHA, PBKDF2/SHA-256): iterations per attempt, and the
+    /// largest secret counter a client may have to reach. Expected work is about
+    /// `pow_cost * pow_counter_max * 3/4` iterations.
+    pub pow_cost: u32,
+    pub pow_counter_max: u32,
+    /// A challenge must be solved and used within this many seconds, and only once.
+    pub pow_challenge_seconds: u64,
+    /// Requests per second and burst allowed per client IP, and per signed-in user, on the
+    /// paths bots aim at (queue join, challenges, subscriptions). 0 turns a limit off.
+    pub rate_limit_ip_per_second: u32,
+    pub rate_limit_ip_burst: u32,
+    pub rate_limit_user_per_second: u32,
+    pub rate_limit_user_burst: u32,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+    /// Waiting room: people admitted per second per offering, how long an admission lasts,
+    /// and the reservation p99 latency above which admission holds back.
+    pub queue_admissions_per_second: u32,
+    pub queue_admission_seconds: u64,
+    pub queue_latency_p99_ms_max: u64,
+    /// Queue tickets stay valid this long after joining.
+    pub queue_ticket_seconds: u64,
 }
 
 impl Default for Settings {
@@ -81,6 +103,18 @@ impl Default for Settings {
             promptpay_biller_id: "010555512345601".into(),
             notify_url: "log".into(),
             notify_from: "allot <no-reply@allot.invalid>".into(),
+            pow_cost: 1_000,
+            pow_counter_max: 20_000,
+            pow_challenge_seconds: 300,
+            rate_limit_ip_per_second: 20,
+            rate_limit_ip_burst: 60,
+            rate_limit_user_per_second: 5,
+            rate_limit_user_burst: 20,
+            trust_forwarded_for: false,
+            queue_admissions_per_second: 200,
+            queue_admission_seconds: 600,
+            queue_latency_p99_ms_max: 500,
+            queue_ticket_seconds: 24 * 3600,
         }
     }
 }

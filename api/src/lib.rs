@@ -9,6 +9,8 @@
 //! - [`payments`]: payment intents, PromptPay QR, signed bank webhooks that confirm holds in
 //!   the ledger, and the notification outbox.
 //! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
+//! - [`fairness`]: the waiting room, book-building allocation with published draws,
+//!   proof-of-work and rate limits.
 //! - [`error`]: the one table of stable error codes; [`i18n`]: their messages in th, en,
 //!   ja, ko, zh.
 //!
@@ -23,6 +25,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fairness;
 pub mod i18n;
 pub mod identity;
 pub mod metrics;

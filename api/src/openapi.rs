@@ -4,6 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{admin, health, offerings, payments, reservations};
+use crate::routes::{allocation, challenge, queue};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -28,6 +29,17 @@ use crate::routes::{admin, health, offerings, payments, reservations};
         payments::settle,
         payments::refunds,
         payments::unmatched,
+        queue::join,
+        queue::status,
+        queue::events,
+        queue::fairness,
+        allocation::subscribe,
+        allocation::change,
+        allocation::withdraw,
+        allocation::show,
+        allocation::export,
+        allocation::allocate,
+        challenge::challenge,
     ),
     modifiers(&BearerAuth)
 )]

@@ -87,10 +87,13 @@ pub async fn reserve(
     who: &Principal,
     key: &str,
     body: &ReserveRequest,
+    admission: Option<&str>,
 ) -> ApiResult<(Reservation, bool)> {
     if !offering.accepts_reservations(OffsetDateTime::now_utc()) {
         return Err(ApiError::new(ErrorCode::OfferingNotOpen));
     }
+    // In memory: a waiting room's admission token when the offering has one.
+    let _timing = crate::fairness::gate(state, offering, who, admission)?;
     let zone = offering.zone_number(body.zone.as_deref())?;
     let id = hold_id(offering.spec.number, who.person(), key);
     let request = HoldRequest {

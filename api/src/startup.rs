@@ -50,6 +50,11 @@ impl Application {
 
         let state = web::Data::new(AppState {
             tokens: TokenKeys::new(&secrets.token_secret, settings.access_token_seconds),
+            fairness: crate::fairness::Fairness::new(
+                &settings,
+                &secrets.token_secret,
+                &secrets.identity_key,
+            ),
             identity_key: secrets.identity_key,
             gateways: crate::payments::gateway::Gateways::load(&settings)?,
             ledger,
@@ -106,7 +111,9 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
         })
     };
     let payments = tokio::spawn(crate::payments::worker::run(state.clone()));
-    vec![projector, refresher, payments]
+    let mut tasks = vec![projector, refresher, payments];
+    tasks.extend(crate::fairness::spawn(state));
+    tasks
 }
 
 fn serve(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, String> {

@@ -22,6 +22,8 @@ pub struct AppState {
     pub identity_key: Vec<u8>,
     /// Payment gateways and their webhook secrets.
     pub gateways: crate::payments::gateway::Gateways,
+    /// Waiting rooms, draw keys, proof-of-work, rate limits and the latency they watch.
+    pub fairness: crate::fairness::Fairness,
 }
 
 impl AppState {

@@ -55,6 +55,23 @@ pub struct OfferingConfig {
     /// Whether reservations must pass the virtual waiting room.
     #[serde(default)]
     pub queue: bool,
+    /// How an oversubscribed offering is shared: first come, or book-building.
+    #[serde(default)]
+    pub allocation: Allocation,
+    /// Book-building: subscriptions are taken from `opens_at` until this instant.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub subscription_closes_at: Option<OffsetDateTime>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// Reservations are held in the order they reach the ledger.
+    #[default]
+    FirstCome,
+    /// Subscriptions during a window, then the quantity-ceiling rule with a seeded draw.
+    BookBuilding,
 }
 
 impl OfferingConfig {
@@ -109,6 +126,14 @@ impl OfferingConfig {
                 return Err(bad("closes_at", "must be after opens_at"));
             }
         }
+        if self.allocation == Allocation::BookBuilding {
+            let Some(close) = self.subscription_closes_at else {
+                return Err(bad("subscription_closes_at", "book-building needs a closing time"));
+            };
+            if self.zones.len() != 1 || self.opens_at.is_some_and(|open| close <= open) {
+                return Err(bad("subscription_closes_at", "one zone, closing after opens_at"));
+            }
+        }
         Ok(())
     }
 
@@ -143,6 +168,8 @@ mod tests {
             opens_at: None,
             closes_at: None,
             queue: false,
+            allocation: Allocation::FirstCome,
+            subscription_closes_at: None,
         }
     }
 

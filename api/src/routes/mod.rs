@@ -2,10 +2,13 @@
 //! domain modules and shape the answer; nothing else.
 
 pub mod admin;
+pub mod allocation;
+pub mod challenge;
 pub mod health;
 pub mod identity;
 pub mod offerings;
 pub mod payments;
+pub mod queue;
 pub mod reservations;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -19,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(offerings::configure)
         .configure(reservations::configure)
         .configure(admin::configure)
-        .configure(payments::configure);
+        .configure(payments::configure)
+        .configure(crate::fairness::configure);
 }
 
 /// Bad JSON never reaches a handler: it becomes a 4xx with a code and, where serde names

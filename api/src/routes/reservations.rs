@@ -18,7 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// reservation (201 again); same key, other body: `idempotency_key_reused`.
 #[utoipa::path(post, path = "/v1/offerings/{id}/reservations",
     request_body = ReserveRequest,
-    params(("Idempotency-Key" = String, Header, description = "client-chosen, unique per intended reservation")),
+    params(("Idempotency-Key" = String, Header, description = "client-chosen, unique per intended reservation"),
+        ("X-Queue-Admission" = Option<String>, Header, description = "admission token, for offerings with a waiting room")),
     responses(
         (status = 201, body = Reservation),
         (status = 400, body = crate::error::ErrorBody),
@@ -40,7 +41,9 @@ pub async fn create(
     let key = domain::check_key(key)?;
     let offering =
         state.catalog.get(&id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))?;
-    let (reservation, _replayed) = domain::reserve(&state, &offering, &who, key, &body).await?;
+    let admission = req.headers().get("X-Queue-Admission").and_then(|v| v.to_str().ok());
+    let (reservation, _replayed) =
+        domain::reserve(&state, &offering, &who, key, &body, admission).await?;
     Ok(HttpResponse::Created().json(reservation))
 }
 

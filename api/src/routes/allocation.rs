@@ -1,0 +1,151 @@
+//! Book-building: subscriptions during the window, the allocation run (admin), its public
+//! result and the export to recompute it from.
+
+use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::catalog::Offering;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::fairness::book::{self, AllocationView, SubscribeRequest, SubscriptionView};
+use crate::fairness::draw;
+use crate::identity::Role;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(subscribe)
+        .service(change)
+        .service(withdraw)
+        .service(show)
+        .service(export)
+        .service(allocate);
+}
+
+fn offering(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<Offering>> {
+    state.catalog.get(id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))
+}
+
+/// Subscribes for an amount while the window is open (201), or changes it (200). Nothing
+/// is held yet: the allocation at close decides.
+#[utoipa::path(post, path = "/v1/offerings/{id}/subscriptions", request_body = SubscribeRequest,
+    responses(
+        (status = 201, body = SubscriptionView),
+        (status = 200, body = SubscriptionView),
+        (status = 409, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[post("/v1/offerings/{id}/subscriptions")]
+pub async fn subscribe(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    req: HttpRequest,
+    body: web::Json<SubscribeRequest>,
+) -> ApiResult<HttpResponse> {
+    state.fairness.limits.check_ip(&req)?;
+    state.fairness.limits.check_user(who.user_id)?;
+    let offering = offering(&state, &id)?;
+    let (view, created) = book::subscribe(&state, &offering, &who, body.quantity).await?;
+    Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(view))
+}
+
+/// Changes the caller's subscription while the window is open (creates it if missing).
+#[utoipa::path(put, path = "/v1/offerings/{id}/subscriptions", request_body = SubscribeRequest,
+    responses((status = 200, body = SubscriptionView), (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[put("/v1/offerings/{id}/subscriptions")]
+pub async fn change(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    req: HttpRequest,
+    body: web::Json<SubscribeRequest>,
+) -> ApiResult<HttpResponse> {
+    state.fairness.limits.check_ip(&req)?;
+    state.fairness.limits.check_user(who.user_id)?;
+    let offering = offering(&state, &id)?;
+    let (view, _) = book::subscribe(&state, &offering, &who, body.quantity).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Withdraws the caller's subscription while the window is open.
+#[utoipa::path(delete, path = "/v1/offerings/{id}/subscriptions",
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+#[delete("/v1/offerings/{id}/subscriptions")]
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    state.fairness.limits.check_user(who.user_id)?;
+    let offering = offering(&state, &id)?;
+    book::withdraw(&state, &offering, &who).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The allocation: the seed's commitment from the start; after the run the seed, the
+/// cutoff and counts; and, for a signed-in caller, their own subscription and result.
+#[utoipa::path(get, path = "/v1/offerings/{id}/allocation",
+    responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[get("/v1/offerings/{id}/allocation")]
+pub async fn show(
+    state: web::Data<AppState>,
+    who: Option<Principal>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let offering = offering(&state, &id)?;
+    Ok(HttpResponse::Ok().json(book::view(&state, &offering, who.as_ref()).await?))
+}
+
+/// Every subscription under its pseudonym with what it was allotted, as JSON lines after a
+/// header line (terms, seed, commitment): enough to recompute the allocation.
+#[utoipa::path(get, path = "/v1/offerings/{id}/allocation/export",
+    responses((status = 200, description = "application/x-ndjson: ExportHeader, then ExportLine per subscription"),
+        (status = 409, body = crate::error::ErrorBody)))]
+#[get("/v1/offerings/{id}/allocation/export")]
+pub async fn export(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let offering = offering(&state, &id)?;
+    let body = book::export(&state, &offering).await?;
+    Ok(HttpResponse::Ok().content_type("application/x-ndjson").body(body))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllocateRequest {
+    /// The seed, hex, when officials bring the one whose hash was published; otherwise the
+    /// stored seed is used.
+    pub seed: Option<String>,
+}
+
+/// Runs the allocation (admin), at or after the subscription close: computes and stores
+/// the result, reveals the seed, and holds every allotment with the offering's deposit
+/// deadline. Safe to repeat: a repeat finishes what was left and changes nothing else.
+#[utoipa::path(post, path = "/v1/admin/offerings/{id}/allocate", request_body = AllocateRequest,
+    responses(
+        (status = 200, body = AllocationView),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[post("/v1/admin/offerings/{id}/allocate")]
+pub async fn allocate(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    body: Option<web::Json<AllocateRequest>>,
+) -> ApiResult<HttpResponse> {
+    who.require(&[Role::Admin])?;
+    let offering = offering(&state, &id)?;
+    let seed = match body.and_then(|b| b.into_inner().seed) {
+        Some(text) => Some(
+            draw::parse_seed(&text).ok_or_else(|| ApiError::validation("seed", "64 hex digits"))?,
+        ),
+        None => None,
+    };
+    let view = book::run(&state, &offering, seed).await?;
+    tracing::info!(offering = %offering.id(), admin = who.user_id, "allocation run");
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,160 @@
+//! The virtual waiting room: join, status (one-shot and a live stream), and the published
+//! pre-queue draw.
+
+use std::time::Duration;
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::catalog::Offering;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::fairness::queue::{self, JoinResponse, QueueFairness, QueueStatus};
+use crate::fairness::tokens::TicketClaims;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(join).service(status).service(events).service(fairness);
+}
+
+pub const TICKET_HEADER: &str = "X-Queue-Ticket";
+/// A status stream ends after this long; the browser's EventSource reconnects by itself,
+/// and no connection is held forever.
+const STREAM_SECONDS_MAX: u64 = 900;
+const STREAM_INTERVAL: Duration = Duration::from_secs(1);
+
+fn queued(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<Offering>> {
+    let offering =
+        state.catalog.get(id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))?;
+    if !offering.config.queue {
+        return Err(ApiError::field(ErrorCode::QueueNotEnabled, "id"));
+    }
+    Ok(offering)
+}
+
+/// Joins the offering's waiting room (signed in, with a solved proof-of-work challenge in
+/// `X-Pow`). Joining again answers 200 with the same entry, and needs no new challenge.
+#[utoipa::path(post, path = "/v1/offerings/{id}/queue",
+    params(("X-Pow" = String, Header, description = "base64 JSON of a solved challenge from /v1/challenge")),
+    responses(
+        (status = 201, body = JoinResponse),
+        (status = 200, body = JoinResponse),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[post("/v1/offerings/{id}/queue")]
+pub async fn join(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    state.fairness.limits.check_ip(&req)?;
+    state.fairness.limits.check_user(who.user_id)?;
+    let offering = queued(&state, &id)?;
+    if let Some(existing) = queue::find(&state, &offering, &who).await? {
+        return Ok(HttpResponse::Ok().json(existing));
+    }
+    crate::fairness::pow::verify(&state, &req).await?;
+    let joined = queue::join(&state, &offering, &who).await?;
+    Ok(HttpResponse::Created().json(joined))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TicketQuery {
+    pub ticket: Option<String>,
+}
+
+/// The ticket from `X-Queue-Ticket`, or `?ticket=` for EventSource, which cannot set headers.
+fn ticket(
+    state: &AppState,
+    req: &HttpRequest,
+    query: &TicketQuery,
+    offering: &str,
+) -> ApiResult<TicketClaims> {
+    let token = req
+        .headers()
+        .get(TICKET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(query.ticket.as_deref())
+        .ok_or_else(|| ApiError::field(ErrorCode::QueueTicketInvalid, TICKET_HEADER))?;
+    let claims = state
+        .fairness
+        .tokens
+        .verify_ticket(token)
+        .filter(|c| c.off == offering)
+        .ok_or_else(|| ApiError::field(ErrorCode::QueueTicketInvalid, TICKET_HEADER))?;
+    let user_id = claims.sub.parse().map_err(|_| ApiError::new(ErrorCode::QueueTicketInvalid))?;
+    state.fairness.limits.check_user(user_id)?;
+    Ok(claims)
+}
+
+/// Where the ticket's holder stands: from memory and the ticket, no database read. Once
+/// admitted, it carries the admission token the reservation endpoint wants.
+#[utoipa::path(get, path = "/v1/offerings/{id}/queue/status",
+    params(("X-Queue-Ticket" = String, Header, description = "the ticket from joining")),
+    responses((status = 200, body = QueueStatus), (status = 401, body = crate::error::ErrorBody)))]
+#[get("/v1/offerings/{id}/queue/status")]
+pub async fn status(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+    query: web::Query<TicketQuery>,
+) -> ApiResult<HttpResponse> {
+    let offering = queued(&state, &id)?;
+    let claims = ticket(&state, &req, &query, offering.id())?;
+    Ok(HttpResponse::Ok().json(queue::status(&state, &offering, &claims)?))
+}
+
+/// The same status as a server-sent event stream (`event: status`), one a second, ending
+/// once the holder is admitted or expired.
+#[utoipa::path(get, path = "/v1/offerings/{id}/queue/events",
+    params(("ticket" = String, Query, description = "the ticket from joining")),
+    responses((status = 200, description = "text/event-stream of QueueStatus"), (status = 401, body = crate::error::ErrorBody)))]
+#[get("/v1/offerings/{id}/queue/events")]
+pub async fn events(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+    query: web::Query<TicketQuery>,
+) -> ApiResult<HttpResponse> {
+    let offering = queued(&state, &id)?;
+    let claims = ticket(&state, &req, &query, offering.id())?;
+    let rounds = STREAM_SECONDS_MAX / STREAM_INTERVAL.as_secs();
+    let stream = futures::stream::unfold((0u64, false), move |(round, done)| {
+        let (state, offering, claims) = (state.clone(), offering.clone(), claims.clone());
+        async move {
+            if done || round >= rounds {
+                return None;
+            }
+            if round > 0 {
+                tokio::time::sleep(STREAM_INTERVAL).await;
+            }
+            let (event, finished) = match queue::status(&state, &offering, &claims) {
+                Ok(s) => (serde_json::to_string(&s).expect("serializes"), s.status != "waiting"),
+                Err(e) => (format!("{{\"code\":\"{}\"}}", e.code.as_str()), false),
+            };
+            let chunk = web::Bytes::from(format!("event: status\ndata: {event}\n\n"));
+            Some((Ok::<_, actix_web::Error>(chunk), (round + 1, finished)))
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(stream))
+}
+
+/// The pre-queue draw: the seed's commitment from the start; after opening the seed and
+/// every pre-queue entry's pseudonym in position order, to recompute the draw.
+#[utoipa::path(get, path = "/v1/offerings/{id}/queue/fairness",
+    responses((status = 200, body = QueueFairness), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/v1/offerings/{id}/queue/fairness")]
+pub async fn fairness(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let offering = queued(&state, &id)?;
+    Ok(HttpResponse::Ok().json(queue::fairness(&state, &offering).await?))
+}

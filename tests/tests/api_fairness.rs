@@ -1,0 +1,652 @@
+//! Fairness over HTTP, against real TigerBeetle and Postgres: book-building allocation with
+//! a committed seed, the waiting room (pre-queue draw, FIFO, admission), proof-of-work and
+//! rate limits.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use allot_api::config::Settings;
+use allot_api::fairness::{allocation, book, draw};
+use allot_api::identity::Role;
+use allot_api::startup::Application;
+use allot_tests::app::{fresh_database, settings, tickets, TestApp};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// An app with no offerings, easy proof-of-work, and whatever `tweak` changes.
+async fn spawn(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let database_url = fresh_database().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    start(database_url, data_dir, tweak).await
+}
+
+async fn start(
+    database_url: String,
+    data_dir: tempfile::TempDir,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut s = settings(&database_url, data_dir.path(), PathBuf::from("/nonexistent"));
+    s.pow_cost = 1;
+    s.pow_counter_max = 40;
+    tweak(&mut s);
+    let app = Application::build(s).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+}
+
+/// RFC 3339 for now + `seconds` (UTC), without a date crate in this test binary.
+fn rfc3339_in(seconds: f64) -> String {
+    let t = SystemTime::now() + Duration::from_secs_f64(seconds);
+    let d = t.duration_since(UNIX_EPOCH).unwrap();
+    let (days, rem) = ((d.as_secs() / 86_400) as i64, d.as_secs() % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn book_offering(id: &str, supply: u64, lot: u64, closes_in: f64) -> Value {
+    json!({
+        "id": id,
+        "kind": "bond",
+        "name": {"en": "Test bond"},
+        "zones": [{"id": "main", "supply": supply, "price_satang": 100}],
+        "min_quantity": lot,
+        "max_per_person": 10_000,
+        "lot": lot,
+        "hold_seconds": 86_400,
+        "deposit_percent": 10,
+        "allocation": "book_building",
+        "subscription_closes_at": rfc3339_in(closes_in),
+    })
+}
+
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = app.client.get(app.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `f` until it yields a value; panics after `limit`.
+async fn until<F, Fut>(limit: Duration, mut f: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "condition not reached within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn the_worked_example_allocates_exactly_and_anyone_can_recompute_it() {
+    let app = spawn(|_| {}).await;
+    let admin = app.token(1, Role::Admin);
+    // Three books with the same subscriptions: three seeds, the same rule.
+    let ids = ["ssb-1", "ssb-2", "ssb-3"];
+    for id in ids {
+        app.create_offering(book_offering(id, 10_000, 500, 4.0)).await;
+    }
+    let (status, before) = get(&app, "/v1/offerings/ssb-1/allocation", None).await;
+    assert_eq!((status, before["status"].as_str()), (200, Some("subscribing")), "{before}");
+    let commitment = before["commitment"].as_str().unwrap().to_owned();
+    assert_eq!(commitment.len(), 64);
+    assert!(before["seed"].is_null(), "the seed stays secret until the run");
+
+    let people: Vec<(i64, String)> = (0..5).map(|_| app.citizen()).collect();
+    let wanted = [2_000u64, 4_000, 5_500, 6_500];
+    for id in ids {
+        let path = format!("/v1/offerings/{id}/subscriptions");
+        for ((_, token), quantity) in people.iter().zip(wanted) {
+            let (status, s) =
+                send(&app, reqwest::Method::POST, &path, token, Some(json!({"quantity": 500})))
+                    .await;
+            assert_eq!(status, 201, "{s}");
+            // Changed before the close: the last amount counts.
+            let (status, s) =
+                send(&app, reqwest::Method::PUT, &path, token, Some(json!({"quantity": quantity})))
+                    .await;
+            assert_eq!((status, s["requested"].as_u64()), (200, Some(quantity)), "{s}");
+        }
+        // The fifth subscribes and withdraws: not in the book.
+        let token = &people[4].1;
+        let post =
+            |q: u64| send(&app, reqwest::Method::POST, &path, token, Some(json!({"quantity": q})));
+        let (status, _) = post(1_000).await;
+        assert_eq!(status, 201);
+        let (status, err) = post(700).await;
+        assert_eq!((status, code(&err)), (422, "not_lot_multiple"));
+        let (status, err) = post(10_500).await;
+        assert_eq!((status, code(&err)), (422, "above_maximum"));
+        let (status, _) = send(&app, reqwest::Method::DELETE, &path, token, None).await;
+        assert_eq!(status, 204);
+        let (status, err) = send(&app, reqwest::Method::DELETE, &path, token, None).await;
+        assert_eq!((status, code(&err)), (404, "subscription_not_found"));
+    }
+    // No first-come reservations on a book-building offering, and no run before the close.
+    let (status, err) = app.reserve(&people[0].1, "ssb-1", "k", json!({"quantity": 500})).await;
+    assert_eq!((status, code(&err)), (409, "offering_not_open"));
+    let (status, err) =
+        send(&app, reqwest::Method::POST, "/v1/admin/offerings/ssb-1/allocate", &admin, None).await;
+    assert_eq!((status, code(&err)), (409, "subscriptions_still_open"));
+    let (status, err) = get(&app, "/v1/offerings/ssb-1/allocation/export", None).await;
+    assert_eq!((status, code(&err)), (409, "allocation_not_run"));
+
+    tokio::time::sleep(Duration::from_millis(4_200)).await;
+    let (status, err) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/offerings/ssb-1/subscriptions",
+        &people[4].1,
+        Some(json!({"quantity": 500})),
+    )
+    .await;
+    assert_eq!((status, code(&err)), (409, "subscriptions_closed"));
+    let (status, err) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/admin/offerings/ssb-1/allocate",
+        &admin,
+        Some(json!({"seed": "00".repeat(32)})),
+    )
+    .await;
+    assert_eq!((status, code(&err)), (422, "seed_mismatch"));
+    let (status, err) =
+        send(&app, reqwest::Method::POST, "/v1/admin/offerings/ssb-1/allocate", &people[0].1, None)
+            .await;
+    assert_eq!((status, code(&err)), (403, "forbidden"));
+
+    let mut seeds = HashSet::new();
+    for id in ids {
+        let path = format!("/v1/admin/offerings/{id}/allocate");
+        let (status, run) = send(&app, reqwest::Method::POST, &path, &admin, None).await;
+        assert_eq!(status, 200, "{run}");
+        let r = &run["result"];
+        assert_eq!(run["status"], "allocated");
+        assert_eq!(
+            (r["applicants"].as_u64(), r["allotted_total"].as_u64()),
+            (Some(4), Some(10_000))
+        );
+        assert_eq!((r["cutoff"].as_u64(), r["lottery_entrants"].as_u64()), (Some(2_500), Some(3)));
+        assert_eq!(
+            (r["lottery_winners"].as_u64(), r["holds_pending"].as_u64()),
+            (Some(1), Some(0))
+        );
+        // The revealed seed is the one committed to before the first subscription.
+        let seed = run["seed"].as_str().unwrap().to_owned();
+        let digest = hex::encode(Sha256::digest(hex::decode(&seed).unwrap()));
+        assert_eq!(digest, run["commitment"].as_str().unwrap());
+        seeds.insert(seed);
+
+        let mut got = Vec::new();
+        for (_, token) in &people[..4] {
+            let (_, view) = get(&app, &format!("/v1/offerings/{id}/allocation"), Some(token)).await;
+            let mine = &view["mine"];
+            let allotted = mine["allotted"].as_u64().unwrap();
+            got.push(allotted);
+            // Each allotment is a ledger hold with the deposit deadline, payable as usual.
+            let rid = mine["reservation_id"].as_str().unwrap();
+            let (status, r) = get(&app, &format!("/v1/reservations/{rid}"), Some(token)).await;
+            assert_eq!((status, r["status"].as_str()), (200, Some("held")), "{r}");
+            assert_eq!(r["quantity"].as_u64(), Some(allotted));
+            assert_eq!(r["deposit_due_satang"].as_u64(), Some(allotted * 10));
+        }
+        assert_eq!(got[0], 2_000);
+        let mut rest = got[1..].to_vec();
+        rest.sort_unstable();
+        assert_eq!(rest, [2_500, 2_500, 3_000], "{id}: {got:?}");
+        let (_, offering) = get(&app, &format!("/v1/offerings/{id}"), None).await;
+        assert_eq!(offering["availability"][0]["held"], 10_000);
+
+        // The export recomputes to the same allotments; a forged line does not.
+        let res = app
+            .client
+            .get(app.url(&format!("/v1/offerings/{id}/allocation/export")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+        let export = res.text().await.unwrap();
+        let header = book::verify_export(&export).unwrap();
+        assert_eq!((header.supply, header.lot, header.applicants), (10_000, 500, 4));
+        let forged = export.replacen("\"allotted\":2000", "\"allotted\":2500", 1);
+        assert!(book::verify_export(&forged).is_err());
+
+        // A second run changes nothing.
+        let (status, again) = send(&app, reqwest::Method::POST, &path, &admin, None).await;
+        assert_eq!((status, &again["result"]["allotted_total"]), (200, &json!(10_000)));
+    }
+    assert_eq!(seeds.len(), 3, "each offering draws with its own seed");
+}
+
+#[tokio::test]
+async fn oversubscribed_books_never_exceed_supply_or_any_request() {
+    let app = spawn(|s| s.rate_limit_user_burst = 100).await;
+    let admin = app.token(1, Role::Admin);
+    app.create_offering(book_offering("crowd", 7_000, 100, 3.0)).await;
+    let mut requests = Vec::new();
+    for i in 0..40u64 {
+        let (_, token) = app.citizen();
+        let quantity = 100 * (1 + (i * 37) % 60);
+        let (status, _) = send(
+            &app,
+            reqwest::Method::POST,
+            "/v1/offerings/crowd/subscriptions",
+            &token,
+            Some(json!({"quantity": quantity})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        requests.push((token, quantity));
+    }
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let (status, run) =
+        send(&app, reqwest::Method::POST, "/v1/admin/offerings/crowd/allocate", &admin, None).await;
+    assert_eq!(status, 200, "{run}");
+    let mut total = 0;
+    for (token, requested) in &requests {
+        let (_, view) = get(&app, "/v1/offerings/crowd/allocation", Some(token)).await;
+        let allotted = view["mine"]["allotted"].as_u64().unwrap();
+        assert!(allotted <= *requested && allotted.is_multiple_of(100));
+        total += allotted;
+    }
+    assert!(total <= 7_000);
+    assert_eq!(run["result"]["allotted_total"].as_u64(), Some(total));
+    let (_, offering) = get(&app, "/v1/offerings/crowd", None).await;
+    assert_eq!(offering["availability"][0]["held"].as_u64(), Some(total));
+
+    // The export, recomputed with the public verifier, gives the same numbers.
+    let export = app
+        .client
+        .get(app.url("/v1/offerings/crowd/allocation/export"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut lines = export.lines();
+    let header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let rows: Vec<Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    let applications: Vec<allocation::Application> = rows
+        .iter()
+        .map(|r| allocation::Application {
+            pseudonym: r["pseudonym"].as_str().unwrap().into(),
+            requested: r["requested"].as_u64().unwrap(),
+        })
+        .collect();
+    let seed = draw::parse_seed(header["seed"].as_str().unwrap()).unwrap();
+    let recomputed = allocation::verify(&applications, &seed, 7_000, 100, 100).unwrap();
+    let exported: Vec<u64> = rows.iter().map(|r| r["allotted"].as_u64().unwrap()).collect();
+    assert_eq!(recomputed, exported);
+}
+
+/// Joins `offering`'s queue with a freshly solved challenge.
+async fn join(app: &TestApp, offering: &str, token: &str) -> (u16, Value) {
+    let (_, challenge) = get(app, "/v1/challenge", None).await;
+    let challenge: altcha_types::Challenge = serde_json::from_value(challenge).unwrap();
+    let pow = allot_api::fairness::pow::solve(&challenge);
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/offerings/{offering}/queue")))
+        .bearer_auth(token)
+        .header("X-Pow", pow)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+/// The challenge type, by the path the API crate re-exports it under.
+mod altcha_types {
+    pub use allot_api::fairness::pow::Challenge;
+}
+
+async fn status(app: &TestApp, offering: &str, ticket: &str) -> Value {
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/offerings/{offering}/queue/status")))
+        .header("X-Queue-Ticket", ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+fn queued(id: &str, opens_in: Option<f64>) -> Value {
+    let mut o = tickets(id, 100, 4, 600);
+    o["queue"] = json!(true);
+    if let Some(s) = opens_in {
+        o["opens_at"] = json!(rfc3339_in(s));
+    }
+    o
+}
+
+#[tokio::test]
+async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission() {
+    let app = spawn(|s| {
+        s.queue_admissions_per_second = 1;
+        s.queue_admission_seconds = 4;
+        s.rate_limit_user_burst = 1_000;
+        s.rate_limit_user_per_second = 1_000;
+    })
+    .await;
+    app.create_offering(queued("show", Some(3.0))).await;
+    let fairness_before: Value = get(&app, "/v1/offerings/show/queue/fairness", None).await.1;
+    let commitment = fairness_before["commitment"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (fairness_before["shuffled"].as_bool(), fairness_before["seed"].as_str()),
+        (Some(false), None)
+    );
+
+    // Ten fans in the pre-queue: tickets without positions; a second join is the same entry.
+    let mut fans = Vec::new();
+    for _ in 0..10 {
+        let (_, token) = app.citizen();
+        let (status, joined) = join(&app, "show", &token).await;
+        assert_eq!(status, 201, "{joined}");
+        assert!(joined["position"].is_null());
+        fans.push((token, joined));
+    }
+    let (token, first) = &fans[0];
+    let again = app
+        .client
+        .post(app.url("/v1/offerings/show/queue"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "a second join needs no new challenge");
+    assert_eq!(again.json::<Value>().await.unwrap()["ticket"], first["ticket"]);
+    let s = status(&app, "show", first["ticket"].as_str().unwrap()).await;
+    assert_eq!((s["status"].as_str(), &s["position"]), (Some("waiting"), &Value::Null));
+    let (status_code, err) = app.reserve(token, "show", "early", json!({"quantity": 1})).await;
+    assert_eq!((status_code, code(&err)), (409, "offering_not_open"));
+
+    // Opening: the draw happens, the seed is revealed and matches the commitment.
+    let after = until(Duration::from_secs(10), || async {
+        let after = get(&app, "/v1/offerings/show/queue/fairness", None).await.1;
+        (after["shuffled"] == true).then_some(after)
+    })
+    .await;
+    let seed = draw::parse_seed(after["seed"].as_str().unwrap()).unwrap();
+    assert_eq!(hex::encode(draw::commitment(&seed)), commitment);
+    let order: Vec<String> = serde_json::from_value(after["order"].clone()).unwrap();
+    let entries: Vec<String> =
+        fans.iter().map(|(_, j)| j["entry"].as_str().unwrap().to_owned()).collect();
+    let mut sorted_order = order.clone();
+    sorted_order.sort();
+    let mut sorted_entries = entries.clone();
+    sorted_entries.sort();
+    assert_eq!(sorted_order, sorted_entries, "a permutation of exactly the pre-queue");
+    let recomputed: Vec<String> = draw::order(&seed, draw::CONTEXT_QUEUE, &entries)
+        .into_iter()
+        .map(|i| entries[i].clone())
+        .collect();
+    assert_eq!(recomputed, order, "anyone recomputes the draw from the seed");
+    for (_, joined) in &fans {
+        let s = status(&app, "show", joined["ticket"].as_str().unwrap()).await;
+        let expected =
+            order.iter().position(|e| e == joined["entry"].as_str().unwrap()).unwrap() + 1;
+        assert_eq!(s["position"].as_u64(), Some(expected as u64));
+    }
+
+    // After opening, first in, first out.
+    let mut late = Vec::new();
+    for expected in 11..=13u64 {
+        let (_, token) = app.citizen();
+        let (status, joined) = join(&app, "show", &token).await;
+        assert_eq!((status, joined["position"].as_u64()), (201, Some(expected)), "{joined}");
+        late.push((token, joined));
+    }
+    let (last_token, last) = &late[2];
+    let s = status(&app, "show", last["ticket"].as_str().unwrap()).await;
+    assert_eq!(s["status"], "waiting");
+    assert!(
+        s["ahead"].as_u64().unwrap() >= 5 && s["estimated_wait_seconds"].as_u64().unwrap() >= 5,
+        "{s}"
+    );
+    // Not admitted: no reservation.
+    let (status_code, err) = app.reserve(last_token, "show", "k", json!({"quantity": 1})).await;
+    assert_eq!((status_code, code(&err)), (403, "queue_admission_required"));
+
+    // The next but one in line is admitted within a couple of seconds, and may reserve.
+    let next = (s["serving"].as_u64().unwrap() as usize + 2).min(10);
+    let first_in_line =
+        fans.iter().find(|(_, j)| j["entry"].as_str() == Some(order[next - 1].as_str())).unwrap();
+    let ticket = first_in_line.1["ticket"].as_str().unwrap();
+    let admitted = until(Duration::from_secs(6), || async {
+        let s = status(&app, "show", ticket).await;
+        (s["status"] == "admitted").then_some(s)
+    })
+    .await;
+    let admission = admitted["admission_token"].as_str().unwrap().to_owned();
+    // Someone else's admission is not yours.
+    let res = app
+        .client
+        .post(app.url("/v1/offerings/show/reservations"))
+        .bearer_auth(last_token)
+        .header("Idempotency-Key", "stolen")
+        .header("X-Queue-Admission", &admission)
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let reserve_admitted = |key: &'static str| {
+        app.client
+            .post(app.url("/v1/offerings/show/reservations"))
+            .bearer_auth(&first_in_line.0)
+            .header("Idempotency-Key", key)
+            .header("X-Queue-Admission", &admission)
+            .json(&json!({"quantity": 2}))
+            .send()
+    };
+    assert_eq!(reserve_admitted("mine").await.unwrap().status(), 201);
+
+    // An admission not used in time lapses: status expired, the token no longer works
+    // (after its 4 s and the 2 s of clock leeway).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let s = status(&app, "show", first_in_line.1["ticket"].as_str().unwrap()).await;
+    assert_eq!(s["status"], "expired", "{s}");
+    let res = reserve_admitted("late").await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "queue_admission_required");
+
+    // The live stream says the same.
+    let mut res = app
+        .client
+        .get(app.url(&format!(
+            "/v1/offerings/show/queue/events?ticket={}",
+            last["ticket"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let chunk = String::from_utf8(res.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(chunk.starts_with("event: status\ndata: {"), "{chunk}");
+    assert!(chunk.contains("\"position\":13"), "{chunk}");
+
+    // A second instance on the same database (a restart, or a scale-out) sees every
+    // position unchanged.
+    let positions: Vec<Value> = {
+        let mut v = Vec::new();
+        for (_, j) in fans.iter().chain(&late) {
+            v.push(status(&app, "show", j["ticket"].as_str().unwrap()).await["position"].clone());
+        }
+        v
+    };
+    let data_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app.data_dir.path().join("secrets.json"), data_dir.path().join("secrets.json"))
+        .unwrap();
+    let twin =
+        start(app.database_url.clone(), data_dir, |s| s.queue_admissions_per_second = 1).await;
+    let mut twin_positions = Vec::new();
+    for (_, j) in fans.iter().chain(&late) {
+        let ticket = j["ticket"].as_str().unwrap();
+        let s = until(Duration::from_secs(5), || async {
+            let res = twin
+                .client
+                .get(twin.url("/v1/offerings/show/queue/status"))
+                .header("X-Queue-Ticket", ticket)
+                .send()
+                .await
+                .unwrap();
+            // The twin answers 503 until its controller has loaded the room.
+            if res.status() != 200 {
+                return None;
+            }
+            Some(res.json::<Value>().await.unwrap())
+        })
+        .await;
+        twin_positions.push(s["position"].clone());
+    }
+    assert_eq!(twin_positions, positions);
+}
+
+#[tokio::test]
+async fn admission_holds_back_while_the_reservation_path_is_slow() {
+    let app = spawn(|s| {
+        s.queue_admissions_per_second = 50;
+        s.queue_latency_p99_ms_max = 100;
+        s.rate_limit_user_per_second = 1_000;
+        s.rate_limit_user_burst = 1_000;
+    })
+    .await;
+    app.create_offering(queued("busy", None)).await;
+    // A slow reservation path: p99 far above the limit, kept fresh.
+    let state = app.state.clone();
+    let slow = tokio::spawn(async move {
+        loop {
+            for _ in 0..50 {
+                state.fairness.latency.record(Duration::from_secs(2));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (_, token) = app.citizen();
+    let (status_code, joined) = join(&app, "busy", &token).await;
+    assert_eq!(status_code, 201);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ticket = joined["ticket"].as_str().unwrap().to_owned();
+    let s = status(&app, "busy", &ticket).await;
+    assert_eq!((s["status"].as_str(), s["serving"].as_u64()), (Some("waiting"), Some(0)), "{s}");
+    // Healthy again: admission resumes once the slow samples have aged out.
+    slow.abort();
+    app.eventually(Duration::from_secs(12), || {
+        let (app, ticket) = (&app, &ticket);
+        async move { status(app, "busy", ticket).await["status"] == "admitted" }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn proof_of_work_and_rate_limits_answer_with_their_codes() {
+    let app = spawn(|s| {
+        s.rate_limit_user_per_second = 1;
+        s.rate_limit_user_burst = 3;
+        s.rate_limit_ip_per_second = 1;
+        s.rate_limit_ip_burst = 8;
+    })
+    .await;
+    app.create_offering(queued("gig", None)).await;
+    app.create_offering(tickets("plain", 10, 4, 600)).await;
+    let (_, a) = app.citizen();
+    let (_, b) = app.citizen();
+    let url = app.url("/v1/offerings/gig/queue");
+    let res = app.client.post(&url).bearer_auth(&a).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "proof_of_work_required");
+    let res =
+        app.client.post(&url).bearer_auth(&a).header("X-Pow", "bm90IGpzb24=").send().await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "proof_of_work_invalid");
+    let (_, challenge) = get(&app, "/v1/challenge", None).await;
+    let pow = allot_api::fairness::pow::solve(&serde_json::from_value(challenge).unwrap());
+    let res = app.client.post(&url).bearer_auth(&a).header("X-Pow", &pow).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    // The same solution again, by someone else: a replay.
+    let res = app.client.post(&url).bearer_auth(&b).header("X-Pow", &pow).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "proof_of_work_invalid");
+    // Messages come in the caller's language too.
+    let res =
+        app.client.post(&url).bearer_auth(&b).header("Accept-Language", "th").send().await.unwrap();
+    assert!(!res.json::<Value>().await.unwrap()["message"].as_str().unwrap().is_ascii());
+
+    // Per user: b has used 2 of a burst of 3.
+    let res = app.client.post(&url).bearer_auth(&b).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let res = app.client.post(&url).bearer_auth(&b).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["Retry-After"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry));
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "rate_limited");
+
+    // Per IP: the challenge endpoint, from this one address, runs out of its burst.
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        codes
+            .push(app.client.get(app.url("/v1/challenge")).send().await.unwrap().status().as_u16());
+    }
+    assert!(codes.contains(&429), "{codes:?}");
+
+    // Tickets: only signed ones, only for their offering; no queue where there is none.
+    let res = app
+        .client
+        .get(app.url("/v1/offerings/gig/queue/status"))
+        .header("X-Queue-Ticket", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.json::<Value>().await.unwrap()["code"].clone()),
+        (401, json!("queue_ticket_invalid"))
+    );
+    let (status_code, err) = get(&app, "/v1/offerings/plain/queue/fairness", None).await;
+    assert_eq!((status_code, code(&err)), (409, "queue_not_enabled"));
+}
