@@ -5,4 +5,5 @@
 //! the harness started and that dies with the test binary.
 
 pub mod app;
+pub mod finance;
 pub mod tigerbeetle;

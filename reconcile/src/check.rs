@@ -1,0 +1,470 @@
+//! `reconcile check`: TigerBeetle (the system of record) against Postgres (projections and
+//! payment records). Every disagreement is a named [`Discrepancy`].
+//!
+//! Postgres is written after the ledger, by the projector, so it may lag. The check reads
+//! the projector's checkpoint for each ledger and compares only ledger events at or before
+//! it; later events are counted as "not yet projected", never as discrepancies. Lapsed
+//! holds become `expired` in Postgres a little after their deadline, which the check
+//! tolerates for [`STATUS_GRACE`].
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use allot_ledger::ids::{self, CODE_DEPOSIT, CODE_HOLD_STOCK, CODE_REFUND};
+use allot_ledger::ledger_flags::TransferFlags;
+use allot_ledger::Ledger;
+use futures::TryStreamExt;
+use indicatif::ProgressBar;
+use tigerbeetle_unofficial::{QueryFilter, Transfer};
+use tokio_postgres::Client;
+
+use crate::export::PAGE_EVENTS_MAX;
+use crate::store::{self, OfferingRow};
+
+/// How long after a hold's deadline Postgres may still call it `held`: the projector's
+/// expiry sweep runs every pass with its own grace of a couple of seconds.
+pub const STATUS_GRACE: Duration = Duration::from_secs(15);
+/// A payment notification recorded but not applied for longer than this is a discrepancy:
+/// the payments worker re-applies within seconds.
+pub const UNAPPLIED_GRACE: Duration = Duration::from_secs(60);
+
+/// One disagreement between the stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discrepancy {
+    /// Stable name: `reservation_missing_in_postgres`, `reservation_not_in_ledger`,
+    /// `reservation_quantity_mismatch`, `reservation_person_mismatch`,
+    /// `reservation_zone_mismatch`, `reservation_status_mismatch`, `supply_mismatch`,
+    /// `oversold`, `confirmed_total_mismatch`, `payment_without_ledger_movement`,
+    /// `payment_amount_mismatch`, `payment_not_applied`, `ledger_money_without_payment`,
+    /// `deposit_total_mismatch`.
+    pub kind: &'static str,
+    /// What it is about: `offering:<id>`, `reservation:<id>`, `payment:<gateway>/<txn>`.
+    pub subject: String,
+    pub detail: String,
+}
+
+/// One line of the summary table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub offering: String,
+    pub figure: &'static str,
+    pub ledger: String,
+    pub postgres: String,
+}
+
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub summary: Vec<SummaryRow>,
+    pub discrepancies: Vec<Discrepancy>,
+    /// Things worth knowing that are not disagreements (projection lag, skipped parts).
+    pub notes: Vec<String>,
+}
+
+impl CheckReport {
+    fn flag(&mut self, kind: &'static str, subject: impl Into<String>, detail: impl Into<String>) {
+        self.discrepancies.push(Discrepancy {
+            kind,
+            subject: subject.into(),
+            detail: detail.into(),
+        });
+    }
+
+    fn row(
+        &mut self,
+        offering: &str,
+        figure: &'static str,
+        ledger: impl ToString,
+        pg: impl ToString,
+    ) {
+        self.summary.push(SummaryRow {
+            offering: offering.to_owned(),
+            figure,
+            ledger: ledger.to_string(),
+            postgres: pg.to_string(),
+        });
+    }
+}
+
+/// A hold as the ledger's events describe it.
+#[derive(Clone, Copy, Debug)]
+struct LedgerHold {
+    quantity: u128,
+    person: u64,
+    zone: u16,
+    created: SystemTime,
+    expires: SystemTime,
+    /// (timestamp, state) of the post or void, if any.
+    resolved: Option<(SystemTime, &'static str)>,
+}
+
+impl LedgerHold {
+    /// The status Postgres should show, if it can be expected yet; `None` while the
+    /// projector has not reached the event that decides it.
+    fn expected_status(&self, checkpoint: SystemTime, now: SystemTime) -> Option<&'static str> {
+        match self.resolved {
+            Some((at, state)) if at <= checkpoint => Some(state),
+            Some(_) => None,
+            None if now >= self.expires + STATUS_GRACE => Some("expired"),
+            None if now >= self.expires => None,
+            None => Some("held"),
+        }
+    }
+}
+
+/// Runs every check and returns the report. Reads only.
+pub async fn run(
+    ledger: &Ledger,
+    db: &Client,
+    progress: &ProgressBar,
+) -> Result<CheckReport, String> {
+    let mut report = CheckReport::default();
+    let offerings = store::offerings(db).await?;
+    for offering in &offerings {
+        check_offering(ledger, db, offering, &mut report, progress).await?;
+    }
+    if store::table_exists(db, "payment_notifications").await? {
+        check_money(ledger, db, &offerings, &mut report).await?;
+    } else {
+        report.notes.push("no payments table yet: deposits were not checked".into());
+    }
+    progress.finish_and_clear();
+    Ok(report)
+}
+
+fn nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Pages every transfer of `ledger` with `code`, in timestamp order, into `each`.
+async fn page_transfers(
+    ledger: &Ledger,
+    ledger_number: u32,
+    code: u16,
+    progress: &ProgressBar,
+    mut each: impl FnMut(&Transfer),
+) -> Result<(), String> {
+    let mut min = 1u64;
+    loop {
+        let filter = QueryFilter::new(PAGE_EVENTS_MAX)
+            .with_ledger(ledger_number)
+            .with_code(code)
+            .with_timestamp_min(UNIX_EPOCH + Duration::from_nanos(min));
+        let page = ledger
+            .client()
+            .query_transfers(Box::new(filter))
+            .await
+            .map_err(|e| format!("ledger: {e}"))?;
+        page.iter().for_each(&mut each);
+        progress.inc(page.len() as u64);
+        match page.last() {
+            Some(last) if page.len() == PAGE_EVENTS_MAX as usize => {
+                min = nanos(last.timestamp()) as u64 + 1;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+async fn ledger_holds(
+    ledger: &Ledger,
+    offering: &OfferingRow,
+    progress: &ProgressBar,
+) -> Result<HashMap<u128, LedgerHold>, String> {
+    let mut holds: HashMap<u128, LedgerHold> = HashMap::new();
+    let mut resolutions = Vec::new();
+    let number = ids::ledger_inventory(offering.number);
+    page_transfers(ledger, number, CODE_HOLD_STOCK, progress, |t| {
+        let base = t.id() & ids::BASE_MASK;
+        let flags = t.flags();
+        if flags.contains(TransferFlags::PENDING) {
+            let (_, _, _, person) = ids::account_parts(t.credit_account_id());
+            holds.insert(
+                base,
+                LedgerHold {
+                    quantity: t.amount(),
+                    person,
+                    zone: t.user_data_32() as u16,
+                    created: t.timestamp(),
+                    expires: t.timestamp() + Duration::from_secs(t.timeout().into()),
+                    resolved: None,
+                },
+            );
+        } else if flags.contains(TransferFlags::POST_PENDING_TRANSFER) {
+            resolutions.push((base, t.timestamp(), "confirmed"));
+        } else if flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
+            resolutions.push((base, t.timestamp(), "cancelled"));
+        }
+    })
+    .await?;
+    for (base, at, state) in resolutions {
+        if let Some(hold) = holds.get_mut(&base) {
+            hold.resolved = Some((at, state));
+        }
+    }
+    Ok(holds)
+}
+
+async fn checkpoint(db: &Client, ledger: u32) -> Result<SystemTime, String> {
+    let row = db
+        .query_opt(
+            "SELECT last_timestamp FROM projector_checkpoints WHERE ledger = $1",
+            &[&(ledger as i64)],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let ns = row.map_or(0, |r| r.get::<_, i64>(0));
+    Ok(UNIX_EPOCH + Duration::from_nanos(ns as u64))
+}
+
+async fn check_offering(
+    ledger: &Ledger,
+    db: &Client,
+    offering: &OfferingRow,
+    report: &mut CheckReport,
+    progress: &ProgressBar,
+) -> Result<(), String> {
+    let subject = format!("offering:{}", offering.id);
+    let spec = offering.spec();
+    let balances = ledger.zone_balances(&spec).await.map_err(|e| e.to_string())?;
+    let (mut supply, mut held, mut confirmed, mut remaining) = (0u128, 0u128, 0u128, 0u128);
+    for (zone, (configured, _)) in balances.iter().zip(offering.zones()) {
+        if zone.supply != configured {
+            report.flag(
+                "supply_mismatch",
+                &subject,
+                format!(
+                    "zone {}: ledger supply {}, configured {configured}",
+                    zone.zone, zone.supply
+                ),
+            );
+        }
+        if zone.held + zone.confirmed > zone.supply {
+            report.flag(
+                "oversold",
+                &subject,
+                format!(
+                    "zone {}: held {} + confirmed {} > supply {}",
+                    zone.zone, zone.held, zone.confirmed, zone.supply
+                ),
+            );
+        }
+        supply += zone.supply;
+        held += zone.held;
+        confirmed += zone.confirmed;
+        remaining += zone.remaining;
+    }
+    let configured: u128 = offering.zones().iter().map(|z| z.0).sum();
+    report.row(&offering.id, "supply", supply, configured);
+    report.row(&offering.id, "remaining + held + confirmed", remaining + held + confirmed, supply);
+
+    let holds = ledger_holds(ledger, offering, progress).await?;
+    let checkpoint = checkpoint(db, ids::ledger_inventory(offering.number)).await?;
+    let now = SystemTime::now();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&offering.id];
+    let rows = db
+        .query_raw(
+            "SELECT reservation_id, zone, user_id, quantity, status FROM reservations
+             WHERE offering_id = $1",
+            params,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    futures::pin_mut!(rows);
+    let mut seen = HashSet::with_capacity(holds.len());
+    let (mut pg_rows, mut pg_confirmed) = (0u64, 0u128);
+    while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
+        pg_rows += 1;
+        let id: String = row.get(0);
+        let (zone, user, quantity, status): (i32, i64, i64, String) =
+            (row.get(1), row.get(2), row.get(3), row.get(4));
+        if status == "confirmed" {
+            pg_confirmed += quantity as u128;
+        }
+        let subject = format!("reservation:{id}");
+        let hold = u128::from_str_radix(&id, 16).ok().and_then(|base| {
+            seen.insert(base);
+            holds.get(&base)
+        });
+        let Some(hold) = hold else {
+            report.flag(
+                "reservation_not_in_ledger",
+                subject,
+                "Postgres has a reservation the ledger never held",
+            );
+            continue;
+        };
+        if hold.quantity != quantity as u128 {
+            report.flag(
+                "reservation_quantity_mismatch",
+                &subject,
+                format!("ledger {}, Postgres {quantity}", hold.quantity),
+            );
+        }
+        if hold.person != user as u64 {
+            report.flag(
+                "reservation_person_mismatch",
+                &subject,
+                format!("ledger person {}, Postgres user {user}", hold.person),
+            );
+        }
+        if hold.zone as i32 != zone {
+            report.flag(
+                "reservation_zone_mismatch",
+                &subject,
+                format!("ledger zone {}, Postgres {zone}", hold.zone),
+            );
+        }
+        if let Some(expected) = hold.expected_status(checkpoint, now) {
+            if expected != status {
+                report.flag(
+                    "reservation_status_mismatch",
+                    &subject,
+                    format!("ledger {expected}, Postgres {status}"),
+                );
+            }
+        }
+    }
+    let mut unprojected = 0u64;
+    for (base, hold) in &holds {
+        if seen.contains(base) {
+            continue;
+        }
+        if hold.created <= checkpoint {
+            report.flag(
+                "reservation_missing_in_postgres",
+                format!("reservation:{base:030x}"),
+                format!(
+                    "the ledger holds {} for person {}; Postgres has no row",
+                    hold.quantity, hold.person
+                ),
+            );
+        } else {
+            unprojected += 1;
+        }
+    }
+    if unprojected > 0 {
+        report.notes.push(format!("{}: {unprojected} holds not yet projected", offering.id));
+    }
+    report.row(&offering.id, "reservations", holds.len(), pg_rows);
+    report.row(&offering.id, "held", held, "-");
+    report.row(&offering.id, "confirmed", confirmed, pg_confirmed);
+    let late_confirms =
+        holds.values().any(|h| matches!(h.resolved, Some((at, "confirmed")) if at > checkpoint));
+    if confirmed != pg_confirmed && !late_confirms {
+        report.flag(
+            "confirmed_total_mismatch",
+            format!("offering:{}", offering.id),
+            format!("ledger confirmed {confirmed}, Postgres confirmed reservations {pg_confirmed}"),
+        );
+    }
+    Ok(())
+}
+
+/// Money in the ledger (deposits and refunds on the THB ledger) against the payment
+/// notifications Postgres recorded.
+async fn check_money(
+    ledger: &Ledger,
+    db: &Client,
+    offerings: &[OfferingRow],
+    report: &mut CheckReport,
+) -> Result<(), String> {
+    let numbers: HashMap<u32, &OfferingRow> = offerings.iter().map(|o| (o.number, o)).collect();
+    // Ledger money by payment id (the notification's `ledger_id`): kind, amount, offering.
+    let mut moved: HashMap<u128, (&'static str, u128, u32)> = HashMap::new();
+    let hidden = ProgressBar::hidden();
+    for (code, kind) in [(CODE_DEPOSIT, "deposit"), (CODE_REFUND, "refund")] {
+        page_transfers(ledger, ids::LEDGER_THB, code, &hidden, |t| {
+            // The THB ledger is shared by every deployment on the cluster: keep ours.
+            if numbers.contains_key(&t.user_data_32()) {
+                moved.insert(t.user_data_128(), (kind, t.amount(), t.user_data_32()));
+            }
+        })
+        .await?;
+    }
+    let rows = db
+        .query(
+            "SELECT n.gateway, n.transaction_id, n.amount_satang, n.ledger_id, n.outcome,
+                    n.applied_at IS NOT NULL, n.received_at, i.offering_id
+             FROM payment_notifications n LEFT JOIN payment_intents i USING (payment_id)",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = SystemTime::now();
+    let mut accounted = HashSet::new();
+    let mut succeeded_by_offering: HashMap<String, u128> = HashMap::new();
+    for row in &rows {
+        let (gateway, txn): (&str, &str) = (row.get(0), row.get(1));
+        let amount = row.get::<_, i64>(2) as u128;
+        let ledger_id = u128::from_str_radix(row.get::<_, &str>(3), 16).unwrap_or(0);
+        let outcome: &str = row.get(4);
+        let applied: bool = row.get(5);
+        let received_at: SystemTime = row.get(6);
+        let offering: Option<String> = row.get(7);
+        let subject = format!("payment:{gateway}/{txn}");
+        accounted.insert(ledger_id);
+        let expected = match outcome {
+            "succeeded" => Some("deposit"),
+            "refund_due" => Some("refund"),
+            "received" if !applied && now >= received_at + UNAPPLIED_GRACE => {
+                report.flag(
+                    "payment_not_applied",
+                    &subject,
+                    "recorded but never applied to the ledger",
+                );
+                None
+            }
+            _ => None,
+        };
+        let Some(expected) = expected else { continue };
+        match moved.get(&ledger_id) {
+            None => report.flag(
+                "payment_without_ledger_movement",
+                &subject,
+                format!(
+                    "Postgres says {outcome} for {amount} satang; the ledger has no {expected}"
+                ),
+            ),
+            Some((kind, moved_amount, _)) if *kind != expected || *moved_amount != amount => report
+                .flag(
+                    "payment_amount_mismatch",
+                    &subject,
+                    format!(
+                        "Postgres {outcome} {amount} satang; ledger {kind} {moved_amount} satang"
+                    ),
+                ),
+            Some(_) => {}
+        }
+        if outcome == "succeeded" {
+            if let Some(offering) = offering {
+                *succeeded_by_offering.entry(offering).or_default() += amount;
+            }
+        }
+    }
+    for (payment, (kind, amount, number)) in &moved {
+        if !accounted.contains(payment) {
+            report.flag(
+                "ledger_money_without_payment",
+                format!("ledger-payment:{payment:030x}"),
+                format!("a {kind} of {amount} satang for offering #{number} that no payment record explains"),
+            );
+        }
+    }
+    for offering in offerings {
+        let money = ledger.money_balance(&offering.spec()).await.map_err(|e| e.to_string())?;
+        let recorded = succeeded_by_offering.get(&offering.id).copied().unwrap_or(0);
+        report.row(&offering.id, "deposits (satang)", money.deposits_satang, recorded);
+        report.row(&offering.id, "refunds payable (satang)", money.refunds_payable_satang, "-");
+        if money.deposits_satang != recorded {
+            report.flag(
+                "deposit_total_mismatch",
+                format!("offering:{}", offering.id),
+                format!(
+                    "ledger deposits {} satang, succeeded payments {recorded} satang",
+                    money.deposits_satang
+                ),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! `reconcile match`: bank statement lines against the payment notifications gateways sent
+//! us, one to one, by reference (Ref1) and exact satang amount, with the booking date
+//! within a window of the payment date. Everything else is an [`Exception`].
+
+use std::collections::HashMap;
+
+use time::{Date, Duration};
+use tokio_postgres::Client;
+
+/// One thing finance must look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exception {
+    /// `statement_line_without_payment`, `payment_without_statement_line`,
+    /// `amount_mismatch`, `date_outside_window`, `currency_not_thb`.
+    pub kind: &'static str,
+    pub subject: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct MatchReport {
+    /// (statement line id, gateway/transaction)
+    pub matched: Vec<(i64, String)>,
+    pub exceptions: Vec<Exception>,
+    /// Debit lines (money out) are not payments to us: counted, not matched.
+    pub debits_skipped: u64,
+    pub period: Option<(Date, Date)>,
+}
+
+#[derive(Clone, Debug)]
+struct Line {
+    id: i64,
+    statement: String,
+    entry: String,
+    booked_on: Date,
+    amount: i64,
+    currency: String,
+    reference: String,
+}
+
+#[derive(Clone, Debug)]
+struct Paid {
+    key: String,
+    reference: String,
+    amount: i64,
+    paid_on: Date,
+    used: bool,
+}
+
+fn normalize(text: &str) -> String {
+    text.trim().to_ascii_uppercase()
+}
+
+/// Matches every statement line booked in `[from, to]` (default: all imported lines'
+/// dates) against notifications paid within `window_days` of that period.
+pub async fn run(
+    db: &Client,
+    from: Option<Date>,
+    to: Option<Date>,
+    window_days: i64,
+) -> Result<MatchReport, String> {
+    let mut report = MatchReport::default();
+    let bounds = db
+        .query_one("SELECT min(booked_on), max(booked_on) FROM bank_statement_lines", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let (Some(first), Some(last)) = (from.or(bounds.get(0)), to.or(bounds.get(1))) else {
+        return Ok(report);
+    };
+    report.period = Some((first, last));
+    let window = Duration::days(window_days);
+    let lines: Vec<Line> = db
+        .query(
+            "SELECT id, statement_id, entry_ref, booked_on, amount_satang, currency,
+                    coalesce(reference, '')
+             FROM bank_statement_lines WHERE booked_on BETWEEN $1 AND $2
+             ORDER BY booked_on, id",
+            &[&first, &last],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| Line {
+            id: r.get(0),
+            statement: r.get(1),
+            entry: r.get(2),
+            booked_on: r.get(3),
+            amount: r.get(4),
+            currency: r.get(5),
+            reference: normalize(r.get(6)),
+        })
+        .collect();
+    let has_payments = crate::store::table_exists(db, "payment_notifications").await?;
+    let mut paid: Vec<Paid> = if has_payments {
+        db.query(
+            "SELECT gateway || '/' || transaction_id, reference, amount_satang,
+                    (paid_at AT TIME ZONE 'Asia/Bangkok')::date
+             FROM payment_notifications
+             WHERE (paid_at AT TIME ZONE 'Asia/Bangkok')::date BETWEEN $1 AND $2
+             ORDER BY paid_at",
+            &[&(first - window), &(last + window)],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| Paid {
+            key: r.get(0),
+            reference: normalize(r.get(1)),
+            amount: r.get(2),
+            paid_on: r.get(3),
+            used: false,
+        })
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let intents = intents_by_reference(db, has_payments).await?;
+    let mut by_reference: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, p) in paid.iter().enumerate() {
+        by_reference.entry(p.reference.clone()).or_default().push(i);
+    }
+    for line in &lines {
+        if line.amount <= 0 {
+            report.debits_skipped += 1;
+            continue;
+        }
+        let subject = format!("statement:{}/{}", line.statement, line.entry);
+        if line.currency != "THB" {
+            report.exceptions.push(Exception {
+                kind: "currency_not_thb",
+                subject,
+                detail: format!("{} {}", line.amount, line.currency),
+            });
+            continue;
+        }
+        let candidates = by_reference.get(&line.reference).cloned().unwrap_or_default();
+        let open: Vec<usize> = candidates.into_iter().filter(|i| !paid[*i].used).collect();
+        let booked_on = line.booked_on;
+        let distance = |p: &Paid| (p.paid_on - booked_on).abs();
+        let exact = open
+            .iter()
+            .filter(|i| paid[**i].amount == line.amount && distance(&paid[**i]) <= window)
+            .min_by_key(|i| distance(&paid[**i]));
+        if let Some(&i) = exact {
+            paid[i].used = true;
+            report.matched.push((line.id, paid[i].key.clone()));
+            continue;
+        }
+        if let Some(&i) = open.iter().find(|i| paid[**i].amount == line.amount) {
+            paid[i].used = true;
+            report.exceptions.push(Exception {
+                kind: "date_outside_window",
+                subject,
+                detail: format!(
+                    "booked {} but payment {} was made {} ({} days apart, window {window_days})",
+                    line.booked_on,
+                    paid[i].key,
+                    paid[i].paid_on,
+                    distance(&paid[i]).whole_days()
+                ),
+            });
+            continue;
+        }
+        if let Some(&i) = open.iter().min_by_key(|i| distance(&paid[**i])) {
+            paid[i].used = true;
+            report.exceptions.push(Exception {
+                kind: "amount_mismatch",
+                subject,
+                detail: format!(
+                    "reference {}: statement {} satang, payment {} {} satang (difference {})",
+                    line.reference,
+                    line.amount,
+                    paid[i].key,
+                    paid[i].amount,
+                    line.amount - paid[i].amount
+                ),
+            });
+            continue;
+        }
+        let hint = match intents.get(&line.reference) {
+            Some(payment) => format!(
+                "; the reference belongs to payment {payment}, whose notification never arrived"
+            ),
+            None => String::new(),
+        };
+        report.exceptions.push(Exception {
+            kind: "statement_line_without_payment",
+            subject,
+            detail: format!(
+                "{} satang on {} with reference {:?}: no payment notification{hint}",
+                line.amount, line.booked_on, line.reference
+            ),
+        });
+    }
+    for p in paid.iter().filter(|p| !p.used && p.paid_on >= first && p.paid_on <= last) {
+        report.exceptions.push(Exception {
+            kind: "payment_without_statement_line",
+            subject: format!("payment:{}", p.key),
+            detail: format!(
+                "{} satang paid {} with reference {}: on no statement",
+                p.amount, p.paid_on, p.reference
+            ),
+        });
+    }
+    Ok(report)
+}
+
+async fn intents_by_reference(
+    db: &Client,
+    present: bool,
+) -> Result<HashMap<String, String>, String> {
+    if !present {
+        return Ok(HashMap::new());
+    }
+    let rows = db
+        .query("SELECT reference, payment_id FROM payment_intents", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows.iter().map(|r| (normalize(r.get(0)), r.get(1))).collect())
+}

@@ -1,0 +1,83 @@
+//! `reconcile report`: per offering, the money as finance answers for it. Collected and
+//! refunds payable come from the ledger; outstanding deposits are what live holds would
+//! bring in if paid, from the reservation projection and the offering's prices.
+
+use allot_ledger::Ledger;
+use tokio_postgres::Client;
+
+use crate::store;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OfferingFunds {
+    pub offering: String,
+    pub supply: u128,
+    pub confirmed: u128,
+    pub held: u128,
+    pub collected_satang: u128,
+    pub outstanding_reservations: u64,
+    pub outstanding_satang: u128,
+    pub refunds_payable_satang: u128,
+}
+
+pub const COLUMNS: [&str; 8] = [
+    "offering",
+    "supply",
+    "confirmed",
+    "held",
+    "collected_satang",
+    "outstanding_reservations",
+    "outstanding_satang",
+    "refunds_payable_satang",
+];
+
+impl OfferingFunds {
+    pub fn cells(&self) -> [String; 8] {
+        [
+            self.offering.clone(),
+            self.supply.to_string(),
+            self.confirmed.to_string(),
+            self.held.to_string(),
+            self.collected_satang.to_string(),
+            self.outstanding_reservations.to_string(),
+            self.outstanding_satang.to_string(),
+            self.refunds_payable_satang.to_string(),
+        ]
+    }
+}
+
+pub async fn run(ledger: &Ledger, db: &Client) -> Result<Vec<OfferingFunds>, String> {
+    let mut out = Vec::new();
+    for offering in store::offerings(db).await? {
+        let spec = offering.spec();
+        let zones = ledger.zone_balances(&spec).await.map_err(|e| e.to_string())?;
+        let money = ledger.money_balance(&spec).await.map_err(|e| e.to_string())?;
+        // Grouped so that a million holds are a handful of rows: deposits depend only on
+        // zone and quantity.
+        let rows = db
+            .query(
+                "SELECT zone, quantity, count(*) FROM reservations
+                 WHERE offering_id = $1 AND status = 'held' AND expires_at > now()
+                 GROUP BY zone, quantity",
+                &[&offering.id],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut count, mut outstanding) = (0u64, 0u128);
+        for row in rows {
+            let (zone, quantity, n): (i32, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            count += n as u64;
+            outstanding += offering.deposit_satang(zone as u16, quantity as u64) * n as u128;
+        }
+        out.push(OfferingFunds {
+            offering: offering.id.clone(),
+            supply: zones.iter().map(|z| z.supply).sum(),
+            confirmed: zones.iter().map(|z| z.confirmed).sum(),
+            held: zones.iter().map(|z| z.held).sum(),
+            collected_satang: money.deposits_satang,
+            outstanding_reservations: count,
+            outstanding_satang: outstanding,
+            refunds_payable_satang: money.refunds_payable_satang,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,31 @@
+//! The command line itself: every command is explained, and bad input is refused with the
+//! exit code that scripts rely on (2: could not run).
+
+use std::process::Command;
+
+fn reconcile(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_reconcile")).args(args).output().expect("runs")
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = reconcile(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["check", "export", "statement", "match", "report", "audit"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    let out = reconcile(&["export", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("verify") && help.contains("--from") && help.contains("--out"), "{help}");
+}
+
+#[test]
+fn verifying_nothing_fails_and_bad_dates_are_usage_errors() {
+    let dir = std::env::temp_dir().join(format!("reconcile-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = reconcile(&["export", "verify", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = reconcile(&["export", "--from", "yesterday", "--out", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+}
