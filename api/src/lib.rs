@@ -11,6 +11,7 @@
 //! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
 //! - [`fairness`]: the waiting room, book-building allocation with published draws,
 //!   proof-of-work and rate limits.
+//! - [`audit`]: the hash-chained audit trail of state changes (never on the hot path).
 //! - [`error`]: the one table of stable error codes; [`i18n`]: their messages in th, en,
 //!   ja, ko, zh.
 //!
@@ -20,6 +21,7 @@
 //!   reservation is never lost; the projector brings it to Postgres eventually.
 //! - Client mistakes are 4xx with a stable code; only our own failures are 5xx.
 
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;

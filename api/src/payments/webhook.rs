@@ -250,6 +250,24 @@ async fn mark(
 ) -> Result<(), String> {
     let mut client = state.db.get().await.map_err(|e| e.to_string())?;
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    // Audited once, when first applied: resends re-apply but change nothing.
+    let first = tx
+        .query_opt(
+            "SELECT 1 FROM payment_notifications
+             WHERE gateway = $1 AND transaction_id = $2 AND applied_at IS NULL FOR UPDATE",
+            &[&r.gateway.as_str(), &r.transaction_id],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if first.is_some() {
+        let subject = format!("payment:{}/{}", r.gateway.as_str(), r.transaction_id);
+        let after = serde_json::json!({ "outcome": outcome.as_str(), "reason": outcome.reason(),
+            "amount_satang": r.amount_satang, "payment_id": r.payment_id });
+        let actor = crate::audit::system("payments");
+        crate::audit::append(&tx, &actor, "payment.applied", &subject, None, Some(&after))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     tx.execute(
         "UPDATE payment_notifications
          SET outcome = $3, reason = $4, applied_at = COALESCE(applied_at, now())

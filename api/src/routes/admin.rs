@@ -2,6 +2,7 @@
 
 use actix_web::{post, web, HttpResponse};
 
+use crate::audit;
 use crate::auth::Principal;
 use crate::catalog::{self, OfferingConfig};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -32,6 +33,10 @@ pub async fn create(
     if !catalog::insert(&state.db, &body).await? {
         return Err(ApiError::field(ErrorCode::OfferingExists, "id"));
     }
+    let config = serde_json::to_value(&*body).map_err(ApiError::internal)?;
+    let (actor, subject) = (audit::user(who.user_id), format!("offering:{}", body.id));
+    audit::append(&state.db.get().await?, &actor, "offering.create", &subject, None, Some(&config))
+        .await?;
     state.catalog.refresh(&state.db, &state.ledger).await?;
     let offering =
         state.catalog.get(&body.id).ok_or_else(|| ApiError::internal("offering vanished"))?;
@@ -46,9 +51,22 @@ async fn set_open(
     is_open: bool,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
+    let was_open = state.catalog.get(id).map(|o| serde_json::json!({ "is_open": o.is_open }));
     if !catalog::set_open(&state.db, id, is_open).await? {
         return Err(ApiError::field(ErrorCode::OfferingNotFound, "id"));
     }
+    let (actor, subject) = (audit::user(who.user_id), format!("offering:{id}"));
+    let action = if is_open { "offering.open" } else { "offering.close" };
+    let after = serde_json::json!({ "is_open": is_open });
+    audit::append(
+        &state.db.get().await?,
+        &actor,
+        action,
+        &subject,
+        was_open.as_ref(),
+        Some(&after),
+    )
+    .await?;
     state.catalog.refresh(&state.db, &state.ledger).await?;
     tracing::info!(offering = %id, is_open, admin = who.user_id, "offering switched");
     let offering = state.catalog.get(id).ok_or_else(|| ApiError::internal("offering vanished"))?;

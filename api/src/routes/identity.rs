@@ -116,6 +116,16 @@ pub async fn register(
         locale,
     };
     let user_id = insert_user(&state.db.get().await?, &new).await?;
+    let (actor, after) = (crate::audit::user(user_id), serde_json::json!({ "role": "citizen" }));
+    crate::audit::append(
+        &state.db.get().await?,
+        &actor,
+        "user.register",
+        &actor,
+        None,
+        Some(&after),
+    )
+    .await?;
     tracing::info!(user_id, "user registered");
     Ok(HttpResponse::Created().json(Registered { user_id }))
 }
@@ -274,6 +284,16 @@ pub async fn sign_in(
     };
     let session =
         start_session(&state.db.get().await?, &state, user.user_id, user.role, mfa).await?;
+    let (actor, after) = (crate::audit::user(user.user_id), serde_json::json!({ "mfa": mfa }));
+    crate::audit::append(
+        &state.db.get().await?,
+        &actor,
+        "user.sign_in",
+        &actor,
+        None,
+        Some(&after),
+    )
+    .await?;
     tracing::info!(user_id = user.user_id, mfa, "signed in");
     Ok(token_response(session))
 }
@@ -673,15 +693,28 @@ pub async fn set_role(
     if user_id == who.user_id {
         return Err(ApiError::field(ErrorCode::Forbidden, "user_id"));
     }
-    let updated = state
-        .db
-        .get()
+    let client = state.db.get().await?;
+    let before = client
+        .query_opt("SELECT role FROM users WHERE user_id = $1", &[&user_id])
         .await?
+        .map(|row| serde_json::json!({ "role": row.get::<_, String>(0) }));
+    let updated = client
         .execute("UPDATE users SET role = $2 WHERE user_id = $1", &[&user_id, &role.as_str()])
         .await?;
     if updated == 0 {
         return Err(ApiError::field(ErrorCode::NotFound, "user_id"));
     }
+    let after = serde_json::json!({ "role": role.as_str() });
+    let (actor, subject) = (crate::audit::user(who.user_id), crate::audit::user(user_id));
+    crate::audit::append(
+        &client,
+        &actor,
+        "user.role_change",
+        &subject,
+        before.as_ref(),
+        Some(&after),
+    )
+    .await?;
     tracing::info!(user_id, role = role.as_str(), admin = who.user_id, "role changed");
     Ok(HttpResponse::Ok().json(UserRole { user_id, role }))
 }
