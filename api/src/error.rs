@@ -71,6 +71,7 @@ error_codes! {
     QueueAdmissionRequired => ("queue_admission_required", FORBIDDEN),
     ProofOfWorkRequired => ("proof_of_work_required", FORBIDDEN),
     ProofOfWorkInvalid => ("proof_of_work_invalid", FORBIDDEN),
+    NotSoldOut => ("not_sold_out", CONFLICT),
     RateLimited => ("rate_limited", TOO_MANY_REQUESTS),
     LedgerUnavailable => ("ledger_unavailable", SERVICE_UNAVAILABLE),
     ServiceUnavailable => ("service_unavailable", SERVICE_UNAVAILABLE),

@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{admin, health, offerings, payments, reservations};
-use crate::routes::{allocation, challenge, queue};
+use crate::routes::{allocation, challenge, queue, waitlist};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -40,6 +40,9 @@ use crate::routes::{allocation, challenge, queue};
         allocation::export,
         allocation::allocate,
         challenge::challenge,
+        waitlist::join,
+        waitlist::mine,
+        waitlist::leave,
     ),
     modifiers(&BearerAuth)
 )]

@@ -650,3 +650,59 @@ async fn proof_of_work_and_rate_limits_answer_with_their_codes() {
     let (status_code, err) = get(&app, "/v1/offerings/plain/queue/fairness", None).await;
     assert_eq!((status_code, code(&err)), (409, "queue_not_enabled"));
 }
+
+#[tokio::test]
+async fn freed_units_are_offered_to_the_waitlist_in_order() {
+    let app = spawn(|_| {}).await;
+    // Two seats, 2-second holds: what is not paid comes back quickly.
+    app.create_offering(tickets("small", 2, 4, 2)).await;
+    let (_, a) = app.citizen();
+    let (_, b) = app.citizen();
+    let (_, c) = app.citizen();
+    let path = "/v1/offerings/small/waitlist";
+    let (status, err) =
+        send(&app, reqwest::Method::POST, path, &b, Some(json!({"quantity": 1}))).await;
+    assert_eq!((status, code(&err)), (409, "not_sold_out"), "nothing to wait for yet");
+    let (status, _) = app.reserve(&a, "small", "a", json!({"quantity": 2})).await;
+    assert_eq!(status, 201);
+    let (status, eb) =
+        send(&app, reqwest::Method::POST, path, &b, Some(json!({"quantity": 1}))).await;
+    assert_eq!(
+        (status, eb["status"].as_str(), eb["ahead"].as_u64()),
+        (201, Some("waiting"), Some(0))
+    );
+    let (status, ec) =
+        send(&app, reqwest::Method::POST, path, &c, Some(json!({"quantity": 2}))).await;
+    assert_eq!((status, ec["ahead"].as_u64()), (201, Some(1)));
+    let (status, again) =
+        send(&app, reqwest::Method::POST, path, &c, Some(json!({"quantity": 1}))).await;
+    assert_eq!((status, again["quantity"].as_u64()), (200, Some(2)), "one entry per person");
+
+    // A's hold lapses: B, first in line, is offered one seat as a hold of its own; C wants
+    // two and waits, though one is free.
+    let b_entry = until(Duration::from_secs(10), || async {
+        let (_, e) = get(&app, path, Some(&b)).await;
+        (e["status"] == "offered").then_some(e)
+    })
+    .await;
+    let rid = b_entry["reservation_id"].as_str().unwrap();
+    let (status, r) = get(&app, &format!("/v1/reservations/{rid}"), Some(&b)).await;
+    assert_eq!(
+        (status, r["status"].as_str(), r["quantity"].as_u64()),
+        (200, Some("held"), Some(1))
+    );
+    let (_, e) = get(&app, path, Some(&c)).await;
+    assert_eq!((e["status"].as_str(), e["ahead"].as_u64()), (Some("waiting"), Some(0)));
+
+    // B does not pay either: both seats free, C is offered both.
+    let c_entry = until(Duration::from_secs(10), || async {
+        let (_, e) = get(&app, path, Some(&c)).await;
+        (e["status"] == "offered").then_some(e)
+    })
+    .await;
+    let rid = c_entry["reservation_id"].as_str().unwrap();
+    let (_, r) = get(&app, &format!("/v1/reservations/{rid}"), Some(&c)).await;
+    assert_eq!(r["quantity"].as_u64(), Some(2));
+    let (status, _) = send(&app, reqwest::Method::DELETE, path, &c, None).await;
+    assert_eq!(status, 404, "an offered entry is no longer waiting");
+}

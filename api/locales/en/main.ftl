@@ -55,3 +55,4 @@ queue_ticket_invalid = The queue ticket is missing, invalid or expired: join the
 queue_admission_required = Wait for your turn in the queue: reserving needs an admission from the waiting room.
 proof_of_work_required = Solve a challenge from /v1/challenge first and send it in the X-Pow header.
 proof_of_work_invalid = The challenge solution is wrong, expired or already used: solve a new challenge.
+not_sold_out = Units are still available: reserve them directly instead of joining the waitlist.

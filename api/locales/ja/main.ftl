@@ -55,3 +55,4 @@ queue_ticket_invalid = 整理券がないか、無効か、期限切れです。
 queue_admission_required = 順番をお待ちください。予約には待合室からの入場許可が必要です。
 proof_of_work_required = まず /v1/challenge の課題を解き、X-Pow ヘッダーで送ってください。
 proof_of_work_invalid = 課題の解答が誤っているか、期限切れか、使用済みです。新しい課題を解いてください。
+not_sold_out = まだ在庫があります。キャンセル待ちではなく直接予約してください。

@@ -55,3 +55,4 @@ queue_ticket_invalid = 대기표가 없거나 유효하지 않거나 만료되�
 queue_admission_required = 차례를 기다려 주세요. 예약하려면 대기실의 입장 허가가 필요합니다.
 proof_of_work_required = 먼저 /v1/challenge 의 문제를 풀고 X-Pow 헤더로 보내 주세요.
 proof_of_work_invalid = 문제의 답이 틀렸거나 만료되었거나 이미 사용되었습니다. 새 문제를 풀어 주세요.
+not_sold_out = 아직 남아 있습니다. 대기자 명단 대신 바로 예약해 주세요.

@@ -55,3 +55,4 @@ queue_ticket_invalid = 排队凭证缺失、无效或已过期，请重新排队
 queue_admission_required = 请等待轮到您：预订需要等候室的入场许可。
 proof_of_work_required = 请先解答 /v1/challenge 的题目，并通过 X-Pow 请求头发送。
 proof_of_work_invalid = 题目答案错误、已过期或已被使用，请解答新的题目。
+not_sold_out = 仍有余量：请直接预订，无需加入候补名单。

@@ -8,6 +8,7 @@
 //! - [`latency`]: a moving p99 of the reservation path, which admission watches.
 //! - [`pow`]: ALTCHA proof-of-work challenges, single use.
 //! - [`limits`]: request rate limits per client IP and per user.
+//! - [`waitlist`]: freed units offered in joining order, as holds of their own.
 //!
 //! Invariants:
 //! - Every draw is reproducible by anyone from published data: the seed's hash is published
@@ -23,6 +24,7 @@ pub mod limits;
 pub mod pow;
 pub mod queue;
 pub mod tokens;
+pub mod waitlist;
 
 use actix_web::web;
 use hmac::{Hmac, Mac};
@@ -114,13 +116,18 @@ pub fn unix_now() -> u64 {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(crate::routes::queue::configure)
         .configure(crate::routes::allocation::configure)
-        .configure(crate::routes::challenge::configure);
+        .configure(crate::routes::challenge::configure)
+        .configure(crate::routes::waitlist::configure);
 }
 
-/// Background work: the admission controller (with the pre-queue shuffle at opening) and
-/// housekeeping of rate-limit and replay state.
+/// Background work: the admission controller (with the pre-queue shuffle at opening), the
+/// waitlist's offers, and housekeeping of rate-limit and replay state.
 pub fn spawn(state: &web::Data<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(queue::controller(state.clone())), tokio::spawn(housekeeping(state.clone()))]
+    vec![
+        tokio::spawn(queue::controller(state.clone())),
+        tokio::spawn(waitlist::offer_loop(state.clone())),
+        tokio::spawn(housekeeping(state.clone())),
+    ]
 }
 
 async fn housekeeping(state: web::Data<AppState>) {

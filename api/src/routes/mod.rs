@@ -10,6 +10,7 @@ pub mod offerings;
 pub mod payments;
 pub mod queue;
 pub mod reservations;
+pub mod waitlist;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest};
