@@ -53,6 +53,9 @@ pub struct Settings {
     pub notify_url: String,
     /// Sender address of notification emails.
     pub notify_from: String,
+    /// Ed25519 key (32-byte seed, hex) that signs ledger exports. Generated into `data_dir`
+    /// in dev mode when empty (shared with the `reconcile` CLI there); production must set it.
+    pub export_signing_key: String,
     /// Proof-of-work difficulty (ALTCHA, PBKDF2/SHA-256): iterations per attempt, and the
     /// largest secret counter a client may have to reach. Expected work is about
     /// `pow_cost * pow_counter_max * 3/4` iterations.
@@ -103,6 +106,7 @@ impl Default for Settings {
             promptpay_biller_id: "010555512345601".into(),
             notify_url: "log".into(),
             notify_from: "allot <no-reply@allot.invalid>".into(),
+            export_signing_key: String::new(),
             pow_cost: 1_000,
             pow_counter_max: 20_000,
             pow_challenge_seconds: 300,

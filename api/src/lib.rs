@@ -11,7 +11,9 @@
 //! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
 //! - [`fairness`]: the waiting room, book-building allocation with published draws,
 //!   proof-of-work and rate limits.
-//! - [`audit`]: the hash-chained audit trail of state changes (never on the hot path).
+//! - [`audit`]: the hash-chained audit trail of state changes (never on the hot path);
+//!   [`exports`]: signed ledger exports for regulators; [`reports`]: live figures for
+//!   officials.
 //! - [`error`]: the one table of stable error codes; [`i18n`]: their messages in th, en,
 //!   ja, ko, zh.
 //!
@@ -27,6 +29,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod exports;
 pub mod fairness;
 pub mod i18n;
 pub mod identity;
@@ -34,6 +37,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod payments;
 pub mod projector;
+pub mod reports;
 pub mod reservations;
 pub mod routes;
 pub mod secrets;

@@ -5,6 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{admin, health, offerings, payments, reservations};
 use crate::routes::{allocation, challenge, queue, waitlist};
+use crate::routes::{exports, reports};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -43,6 +44,11 @@ use crate::routes::{allocation, challenge, queue, waitlist};
         waitlist::join,
         waitlist::mine,
         waitlist::leave,
+        exports::ledger,
+        reports::show,
+        reports::view_token,
+        reports::dashboard,
+        reports::events,
     ),
     modifiers(&BearerAuth)
 )]

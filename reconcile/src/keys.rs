@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use ed25519_dalek::SigningKey;
+pub use ed25519_dalek::SigningKey;
 use rand::RngCore;
 
 /// File name of the generated development key inside the data directory.

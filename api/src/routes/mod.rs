@@ -4,11 +4,13 @@
 pub mod admin;
 pub mod allocation;
 pub mod challenge;
+pub mod exports;
 pub mod health;
 pub mod identity;
 pub mod offerings;
 pub mod payments;
 pub mod queue;
+pub mod reports;
 pub mod reservations;
 pub mod waitlist;
 
@@ -24,6 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(reservations::configure)
         .configure(admin::configure)
         .configure(payments::configure)
+        .configure(exports::configure)
+        .configure(reports::configure)
         .configure(crate::fairness::configure);
 }
 

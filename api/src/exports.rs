@@ -1,0 +1,88 @@
+//! Signed ledger exports for regulators, streamed over HTTP in the format of
+//! `allot_reconcile::format` (the one-file bundle: each JSON Lines file in turn, then the
+//! signed manifest), so `reconcile export verify FILE` checks a download exactly like a
+//! directory written by the CLI.
+
+use std::io;
+use std::time::SystemTime;
+
+use actix_web::web::Bytes;
+use allot_ledger::ids;
+use allot_reconcile::export::{self, BundleSink, Emit, ExportRequest};
+use allot_reconcile::keys::SigningKey;
+use tokio::sync::mpsc;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Pages in flight between the ledger reader and a slow client: a full channel pauses the
+/// reader, so a download never holds more than this many pages (each at most 8,189
+/// records) in memory.
+pub const PAGES_BUFFERED_MAX: usize = 4;
+
+/// The signing key: configured, or in dev mode the one generated into the data directory.
+pub fn signing_key(settings: &Settings) -> Result<SigningKey, ApiError> {
+    if !settings.export_signing_key.is_empty() {
+        return allot_reconcile::keys::from_hex(&settings.export_signing_key)
+            .map_err(ApiError::internal);
+    }
+    if settings.dev_mode {
+        return allot_reconcile::keys::load_or_generate(&settings.data_dir)
+            .map_err(ApiError::internal);
+    }
+    Err(ApiError::unavailable("no export signing key configured (ALLOT_EXPORT_SIGNING_KEY)"))
+}
+
+/// Every ledger of the offerings this instance serves: money first, then each offering's
+/// inventory and quota ledgers.
+pub fn ledgers(state: &AppState) -> Vec<u32> {
+    let mut ledgers = vec![ids::LEDGER_THB];
+    for offering in state.catalog.all() {
+        ledgers.push(ids::ledger_inventory(offering.spec.number));
+        ledgers.push(ids::ledger_quota(offering.spec.number));
+    }
+    ledgers
+}
+
+struct Channel(mpsc::Sender<Result<Bytes, io::Error>>);
+
+impl Emit for Channel {
+    async fn emit(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+        self.0
+            .send(Ok(Bytes::from(bytes)))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+/// Starts an export on a task of its own and returns the stream of its bytes. A failure
+/// midway ends the stream with an error, so the download lacks its manifest and fails
+/// verification rather than passing as complete.
+pub fn stream(
+    state: &AppState,
+    from: Option<SystemTime>,
+    to: SystemTime,
+    key: SigningKey,
+) -> impl futures::Stream<Item = Result<Bytes, io::Error>> {
+    let (tx, rx) = mpsc::channel(PAGES_BUFFERED_MAX);
+    let request = ExportRequest {
+        cluster: state.settings.tb_cluster.into(),
+        ledgers: ledgers(state),
+        from,
+        to,
+    };
+    let ledger = state.ledger.clone();
+    tokio::spawn(async move {
+        let errors = tx.clone();
+        let mut sink = BundleSink::new(Channel(tx));
+        let mut progress = |_: allot_reconcile::format::Section, _: u64| {};
+        let result =
+            export::export(ledger.client(), &request, &mut sink, &key, &mut progress).await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "ledger export stopped");
+            let _ = errors.send(Err(io::Error::other(e.to_string()))).await;
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
