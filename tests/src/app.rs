@@ -79,6 +79,12 @@ pub fn settings(
         dev_mode: true,
         projector_interval_ms: 50,
         workers: 2,
+        // Cheap proof of work and no rate limits: tests register many people from one IP.
+        // The fairness tests turn both back on to test them.
+        pow_cost: 1,
+        pow_counter_max: 40,
+        rate_limit_ip_per_second: 0,
+        rate_limit_user_per_second: 0,
         ..Settings::default()
     }
 }
@@ -109,6 +115,13 @@ impl TestApp {
         let state = app.state();
         tokio::spawn(app.run_until_stopped());
         TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+    }
+
+    /// A solved proof-of-work challenge for the `X-Pow` header (registration, queue join).
+    pub async fn pow(&self) -> String {
+        let challenge: Value =
+            self.client.get(self.url("/v1/challenge")).send().await.unwrap().json().await.unwrap();
+        allot_api::fairness::pow::solve(&serde_json::from_value(challenge).unwrap())
     }
 
     pub fn url(&self, path: &str) -> String {

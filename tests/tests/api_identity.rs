@@ -57,7 +57,11 @@ async fn call(
     bearer: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
+    let registering = method == Method::POST && path == "/v1/users";
     let mut req = app.client.request(method, app.url(path));
+    if registering {
+        req = req.header("X-Pow", app.pow().await);
+    }
     if let Some(token) = bearer {
         req = req.bearer_auth(token);
     }
@@ -598,4 +602,35 @@ async fn an_admin_assigns_roles_and_staff_must_enrol_a_second_factor() {
     assert_eq!(app.state.tokens.verify(access(&demoted)).unwrap().role, Role::Citizen);
     let (status, res) = set_role(access(&demoted).into(), other_id, "citizen").await;
     assert_error(status, &res, (403, "forbidden", None));
+}
+
+#[tokio::test]
+async fn registration_costs_a_proof_of_work_that_works_once() {
+    let app = TestApp::spawn().await;
+    let body = json!({"national_id": "1-2345-67890-12-1", "email": email(), "password": PASSWORD});
+    let res = app.client.post(app.url("/v1/users")).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "proof_of_work_required");
+
+    let pow = app.pow().await;
+    let res = app
+        .client
+        .post(app.url("/v1/users"))
+        .header("X-Pow", &pow)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let other = json!({"national_id": "1-1037-00000-00-3", "email": email(), "password": PASSWORD});
+    let res = app
+        .client
+        .post(app.url("/v1/users"))
+        .header("X-Pow", &pow)
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "a solution is spent once used");
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "proof_of_work_invalid");
 }

@@ -35,6 +35,7 @@ async fn changes_are_chained_and_any_tampering_is_named() {
     let res = app
         .client
         .post(app.url("/v1/users"))
+        .header("X-Pow", app.pow().await)
         .json(&json!({"national_id": national_id(), "email": email, "password": password}))
         .send()
         .await

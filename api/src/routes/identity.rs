@@ -94,11 +94,15 @@ pub struct Registered {
         (status = 201, body = Registered),
         (status = 400, body = ErrorBody,
             description = "`validation_error`, `invalid_national_id`, `weak_password`, `malformed_json`"),
+        (status = 403, body = ErrorBody,
+            description = "`proof_of_work_required`, `proof_of_work_invalid` (solve `GET /v1/challenge`, send `X-Pow`)"),
         (status = 409, body = ErrorBody, description = "`duplicate_identity`"),
+        (status = 429, body = ErrorBody, description = "`rate_limited`"),
     ))]
 #[post("/v1/users")]
 pub async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<RegisterRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
@@ -107,6 +111,10 @@ pub async fn register(
     let display_name = parse_display_name(body.display_name.as_deref())?;
     let locale = parse_locale(body.locale.as_deref())?;
     password::check_strength(&body.password, &email, national_id.expose_digits())?;
+    // Bots pay before we do: the rate limit and the proof of work come before the
+    // deliberately slow password hash, after the checks that cost nothing.
+    state.fairness.limits.check_ip(&req)?;
+    crate::fairness::pow::verify(&state, &req).await?;
     let password_hash = password::hash(body.password).await?;
     let new = NewUser {
         identity_hash: national_id.lookup_hash(&state.identity_key),
