@@ -658,3 +658,23 @@ async fn the_openapi_document_lists_the_payment_endpoints() {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from OpenAPI");
     }
 }
+
+#[tokio::test]
+async fn ops_pay_settles_a_payment_through_the_sandbox() {
+    let app = TestApp::spawn().await;
+    app.create_offering(tickets("show", 10, 4, 600)).await;
+    let (_, token) = app.citizen();
+    let (id, intent) = reserve_and_open(&app, &token, "show", json!({"quantity": 2})).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ops/pay");
+    let out = tokio::process::Command::new("bash")
+        .arg(script)
+        .arg(intent["payment_id"].as_str().unwrap())
+        .env("ALLOT_HTTP_ADDR", app.address.trim_start_matches("http://"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["webhook"]["status"], "succeeded", "{answer}");
+    assert_eq!(reservation_status(&app, &token, &id).await, "confirmed");
+}

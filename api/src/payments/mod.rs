@@ -282,15 +282,21 @@ pub async fn create(
         let id = new_payment_id();
         let payment_id = format_payment_id(id);
         let reference = reference_for(id);
+        // One connection per attempt, released before anything else is read: a handler
+        // that held one while waiting for a second could deadlock a busy pool.
         let mut client = state.db.get().await?;
         let tx = client.transaction().await?;
+        let sql = format!(
+            "INSERT INTO payment_intents
+                (payment_id, reservation_id, offering_id, user_id, method, gateway,
+                 amount_satang, reference, expires_at)
+             VALUES ($1, $2, $3, $4, 'promptpay', $5, $6, $7, $8)
+             ON CONFLICT (reservation_id) DO NOTHING
+             RETURNING {INTENT_COLUMNS}"
+        );
         let inserted = tx
-            .execute(
-                "INSERT INTO payment_intents
-                    (payment_id, reservation_id, offering_id, user_id, method, gateway,
-                     amount_satang, reference, expires_at)
-                 VALUES ($1, $2, $3, $4, 'promptpay', $5, $6, $7, $8)
-                 ON CONFLICT (reservation_id) DO NOTHING",
+            .query_opt(
+                &sql,
                 &[
                     &payment_id,
                     &reservation.reservation_id,
@@ -304,7 +310,7 @@ pub async fn create(
             )
             .await;
         match inserted {
-            Ok(1) => {
+            Ok(Some(row)) => {
                 let args = serde_json::json!({
                     "reservation_id": reservation.reservation_id,
                     "payment_id": payment_id,
@@ -320,14 +326,12 @@ pub async fn create(
                 .await?;
                 tx.commit().await?;
                 metrics::counter!("allot_payment_intents_total").increment(1);
-                let stored = load_by_id(state, &payment_id)
-                    .await?
-                    .ok_or_else(|| ApiError::internal("payment intent vanished after insert"))?;
-                return Ok((stored.describe(biller)?, true));
+                return Ok((StoredIntent::from_row(&row).describe(biller)?, true));
             }
-            Ok(_) => {
+            Ok(None) => {
                 // Someone (a concurrent retry) opened it first: theirs is the one.
                 drop(tx);
+                drop(client);
                 let existing = load_by_reservation(state, &reservation.reservation_id)
                     .await?
                     .ok_or_else(|| ApiError::internal("payment intent conflict without a row"))?;
