@@ -21,6 +21,17 @@ use crate::state::AppState;
 /// records) in memory.
 pub const PAGES_BUFFERED_MAX: usize = 4;
 
+/// Exports running at once in this process: each reads the whole ledger, so a few
+/// regulators' downloads must not crowd out the reservation path's TigerBeetle client.
+pub const EXPORTS_CONCURRENT_MAX: usize = 2;
+
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EXPORTS_CONCURRENT_MAX);
+
+/// A place for one export, or `None` when [`EXPORTS_CONCURRENT_MAX`] are running.
+pub fn slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    RUNNING.try_acquire().ok()
+}
+
 /// The signing key: configured, or in dev mode the one generated into the data directory.
 pub fn signing_key(settings: &Settings) -> Result<SigningKey, ApiError> {
     if !settings.export_signing_key.is_empty() {
@@ -64,6 +75,7 @@ pub fn stream(
     from: Option<SystemTime>,
     to: SystemTime,
     key: SigningKey,
+    slot: tokio::sync::SemaphorePermit<'static>,
 ) -> impl futures::Stream<Item = Result<Bytes, io::Error>> {
     let (tx, rx) = mpsc::channel(PAGES_BUFFERED_MAX);
     let request = ExportRequest {
@@ -74,6 +86,7 @@ pub fn stream(
     };
     let ledger = state.ledger.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let errors = tx.clone();
         let mut sink = BundleSink::new(Channel(tx));
         let mut progress = |_: allot_reconcile::format::Section, _: u64| {};

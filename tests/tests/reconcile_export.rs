@@ -104,6 +104,19 @@ async fn an_export_verifies_and_any_change_deletion_or_reordering_is_refused() {
             lines.swap(header, header + 1);
         });
     }
+    // A window before the sale holds nothing of it, and still verifies.
+    let early = dir.path().join("early");
+    let out = reconcile(
+        &app,
+        &["export", "--to", "2020-01-01", "--format", "csv", "--out", early.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("exported 0 accounts and 0 transfers"), "{}", text(&out));
+    assert_eq!(verify(&app, &early, &[]).0, Some(0));
+    // A second export into the same directory is refused rather than overwriting it.
+    let again = reconcile(&app, &["export", "--out", export.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+
     refused(&app, &export, "manifest.json", "totals-changed", |lines| {
         let text = String::from_utf8(lines[0].clone()).unwrap();
         lines[0] = text.replacen("\"transfers\":8", "\"transfers\":9", 1).into_bytes();

@@ -9,9 +9,12 @@ use time::OffsetDateTime;
 
 use crate::audit;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::identity::Role;
 use crate::state::AppState;
+
+/// What a regulator is told to wait when every export slot is taken.
+const RETRY_AFTER_SECONDS: u32 = 30;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(ledger);
@@ -43,6 +46,8 @@ fn instant(field: &str, text: &str) -> ApiResult<SystemTime> {
         (status = 400, body = crate::error::ErrorBody, description = "`validation_error`"),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody,
+            description = "`rate_limited`: other exports are running; retry after a while"),
     ),
     security(("bearer" = [])))]
 #[get("/v1/exports/ledger")]
@@ -59,6 +64,9 @@ pub async fn ledger(
         return Err(ApiError::validation("to", "must be after from"));
     }
     let key = crate::exports::signing_key(&state.settings)?;
+    let slot = crate::exports::slot().ok_or_else(|| {
+        ApiError::new(ErrorCode::RateLimited).with_arg("retry_after", RETRY_AFTER_SECONDS)
+    })?;
     let after = serde_json::json!({ "from": query.from, "to": query.to });
     let actor = audit::user(who.user_id);
     audit::append(&state.db.get().await?, &actor, "ledger.export", "ledger", None, Some(&after))
@@ -66,5 +74,5 @@ pub async fn ledger(
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
         .insert_header(("Content-Disposition", "attachment; filename=\"ledger-export.jsonl\""))
-        .streaming(crate::exports::stream(&state, from, to, key)))
+        .streaming(crate::exports::stream(&state, from, to, key, slot)))
 }
