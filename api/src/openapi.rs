@@ -3,6 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::routes::identity;
 use crate::routes::{admin, health, offerings, payments, reservations};
 use crate::routes::{allocation, challenge, queue, waitlist};
 use crate::routes::{exports, reports};
@@ -14,6 +15,14 @@ use crate::routes::{exports, reports};
         health::live,
         health::ready,
         health::metrics,
+        identity::register,
+        identity::sign_in,
+        identity::refresh,
+        identity::sign_out,
+        identity::me,
+        identity::mfa_enrol,
+        identity::mfa_confirm,
+        identity::set_role,
         offerings::list,
         offerings::show,
         reservations::create,
