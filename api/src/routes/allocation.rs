@@ -146,6 +146,17 @@ pub async fn allocate(
         None => None,
     };
     let view = book::run(&state, &offering, seed).await?;
+    let after = serde_json::to_value(&view).map_err(ApiError::internal)?;
+    let (actor, subject) = (crate::audit::user(who.user_id), format!("offering:{}", offering.id()));
+    crate::audit::append(
+        &state.db.get().await?,
+        &actor,
+        "allocation.run",
+        &subject,
+        None,
+        Some(&after),
+    )
+    .await?;
     tracing::info!(offering = %offering.id(), admin = who.user_id, "allocation run");
     Ok(HttpResponse::Ok().json(view))
 }
