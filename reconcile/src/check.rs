@@ -392,6 +392,7 @@ async fn check_money(
         .map_err(|e| e.to_string())?;
     let now = SystemTime::now();
     let mut accounted = HashSet::new();
+    let mut unmatched = (0u64, 0u128);
     let mut succeeded_by_offering: HashMap<String, u128> = HashMap::new();
     for row in &rows {
         let (gateway, txn): (&str, &str) = (row.get(0), row.get(1));
@@ -403,6 +404,9 @@ async fn check_money(
         let offering: Option<String> = row.get(7);
         let subject = format!("payment:{gateway}/{txn}");
         accounted.insert(ledger_id);
+        if outcome == "unmatched" {
+            unmatched = (unmatched.0 + 1, unmatched.1 + amount);
+        }
         let expected = match outcome {
             "succeeded" => Some("deposit"),
             "refund_due" => Some("refund"),
@@ -440,6 +444,14 @@ async fn check_money(
                 *succeeded_by_offering.entry(offering).or_default() += amount;
             }
         }
+    }
+    if unmatched.0 > 0 {
+        // Money that names no payment is not booked in the ledger (there is no offering to
+        // book it to): finance traces it from `reconcile match` and the unmatched list.
+        report.notes.push(format!(
+            "{} payment notifications ({} satang) name no payment and are not in the ledger",
+            unmatched.0, unmatched.1
+        ));
     }
     for (payment, (kind, amount, number)) in &moved {
         if !accounted.contains(payment) {
