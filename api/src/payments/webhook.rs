@@ -23,7 +23,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::gateway::{Delivery, Gateway, GatewayKind, Notification};
-use super::outbox::{self, Event, Kind};
+use super::outbox::Kind;
 use super::{format_payment_id, ledger_payment_id, normalize_reference};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
@@ -125,7 +125,8 @@ pub async fn receive(
 }
 
 /// Step 2: the row for (gateway, transaction id), inserted unless a delivery of the same
-/// transaction was recorded before (then the stored one is what counts).
+/// transaction was recorded before (then the stored one is what counts). One round trip in
+/// the common case: insert, or read what is there.
 async fn record(
     state: &AppState,
     kind: GatewayKind,
@@ -136,13 +137,21 @@ async fn record(
     let client = state.db.get().await?;
     let paid_at: SystemTime = n.paid_at.into();
     let body_text = String::from_utf8_lossy(body);
-    client
-        .execute(
-            "INSERT INTO payment_notifications
-                (gateway, transaction_id, reference, amount_satang, paid_at, payment_id, ledger_id, body)
-             VALUES ($1, $2, $3, $4, $5,
-                     (SELECT payment_id FROM payment_intents WHERE reference = $6), $7, $8)
-             ON CONFLICT (gateway, transaction_id) DO NOTHING",
+    let mut row = client
+        .query_opt(
+            "WITH inserted AS (
+                INSERT INTO payment_notifications
+                    (gateway, transaction_id, reference, amount_satang, paid_at, payment_id,
+                     ledger_id, body)
+                VALUES ($1, $2, $3, $4, $5,
+                        (SELECT payment_id FROM payment_intents WHERE reference = $6), $7, $8)
+                ON CONFLICT (gateway, transaction_id) DO NOTHING
+                RETURNING reference, amount_satang, payment_id
+             )
+             SELECT reference, amount_satang, payment_id FROM inserted
+             UNION ALL
+             SELECT reference, amount_satang, payment_id FROM payment_notifications
+             WHERE gateway = $1 AND transaction_id = $2 AND NOT EXISTS (SELECT 1 FROM inserted)",
             &[
                 &kind.as_str(),
                 &n.transaction_id,
@@ -155,13 +164,18 @@ async fn record(
             ],
         )
         .await?;
-    let row = client
-        .query_one(
-            "SELECT reference, amount_satang, payment_id FROM payment_notifications
-             WHERE gateway = $1 AND transaction_id = $2",
-            &[&kind.as_str(), &n.transaction_id],
-        )
-        .await?;
+    if row.is_none() {
+        // A concurrent delivery of the same transaction committed after this statement's
+        // snapshot: the insert saw it, the read could not. A new statement sees it.
+        row = client
+            .query_opt(
+                "SELECT reference, amount_satang, payment_id FROM payment_notifications
+                 WHERE gateway = $1 AND transaction_id = $2",
+                &[&kind.as_str(), &n.transaction_id],
+            )
+            .await?;
+    }
+    let row = row.ok_or_else(|| ApiError::internal("recorded notification not found"))?;
     let amount_satang = row.get::<_, i64>(1) as u64;
     if row.get::<_, &str>(0) != n.reference.trim() || amount_satang != n.amount_satang {
         // A resend that disagrees with the first delivery: the first one stands, and
@@ -241,76 +255,63 @@ async fn apply_and_mark(state: &AppState, r: &Recorded) -> Result<Outcome, Strin
     Ok(outcome)
 }
 
-/// Step 4, in one transaction: the row's outcome, the intent's status, the notification.
+/// Step 4, in one statement (so one transaction): the row's outcome, the intent's status,
+/// the notification to its owner.
 async fn mark(
     state: &AppState,
     r: &Recorded,
     outcome: &Outcome,
     target: Option<Target>,
 ) -> Result<(), String> {
-    let mut client = state.db.get().await.map_err(|e| e.to_string())?;
-    let tx = client.transaction().await.map_err(|e| e.to_string())?;
-    // Audited once, when first applied: resends re-apply but change nothing.
-    let first = tx
-        .query_opt(
-            "SELECT 1 FROM payment_notifications
-             WHERE gateway = $1 AND transaction_id = $2 AND applied_at IS NULL FOR UPDATE",
-            &[&r.gateway.as_str(), &r.transaction_id],
+    // The owner hears of it once per event: the payment's confirmation, or this money's
+    // refund. Unmatched money has no owner to tell.
+    let event = match (&r.payment_id, target) {
+        (Some(payment_id), Some(target)) => {
+            let (kind, subject) = match outcome {
+                Outcome::Succeeded => (Kind::PaymentConfirmed, payment_id.clone()),
+                _ => (Kind::RefundDue, format_payment_id(r.ledger_id)),
+            };
+            Some((
+                format!("{}.{subject}", kind.as_str()),
+                target.user_id,
+                kind.as_str(),
+                target.args,
+            ))
+        }
+        _ => None,
+    };
+    let client = state.db.get().await.map_err(|e| e.to_string())?;
+    // Succeeded beats refund due (a wrong amount first, the right one later), and a refund
+    // of a second payment never hides that the first one succeeded.
+    client
+        .execute(
+            "WITH notification AS (
+                UPDATE payment_notifications
+                SET outcome = $3, reason = $4, applied_at = COALESCE(applied_at, now())
+                WHERE gateway = $1 AND transaction_id = $2
+             ), intent AS (
+                UPDATE payment_intents SET status = $3, reason = $4, updated_at = now()
+                WHERE payment_id = $5
+                  AND (status = 'pending' OR ($3 = 'succeeded' AND status <> 'succeeded'))
+             )
+             INSERT INTO outbox (send_key, user_id, kind, args)
+             SELECT $6::text, $7::bigint, $8::text, $9::jsonb WHERE $6::text IS NOT NULL
+             ON CONFLICT (send_key) DO NOTHING",
+            &[
+                &r.gateway.as_str(),
+                &r.transaction_id,
+                &outcome.as_str(),
+                &outcome.reason(),
+                &r.payment_id,
+                &event.as_ref().map(|e| e.0.as_str()),
+                &event.as_ref().map(|e| e.1),
+                &event.as_ref().map(|e| e.2),
+                &event.as_ref().map(|e| &e.3),
+            ],
         )
         .await
         .map_err(|e| e.to_string())?;
-    if first.is_some() {
-        let subject = format!("payment:{}/{}", r.gateway.as_str(), r.transaction_id);
-        let after = serde_json::json!({ "outcome": outcome.as_str(), "reason": outcome.reason(),
-            "amount_satang": r.amount_satang, "payment_id": r.payment_id });
-        let actor = crate::audit::system("payments");
-        crate::audit::append(&tx, &actor, "payment.applied", &subject, None, Some(&after))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    tx.execute(
-        "UPDATE payment_notifications
-         SET outcome = $3, reason = $4, applied_at = COALESCE(applied_at, now())
-         WHERE gateway = $1 AND transaction_id = $2",
-        &[&r.gateway.as_str(), &r.transaction_id, &outcome.as_str(), &outcome.reason()],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    if let (Some(payment_id), Some(target)) = (&r.payment_id, target) {
-        // Succeeded beats refund due (a wrong amount first, the right one later), and a
-        // refund of a second payment never hides that the first one succeeded.
-        let (kind, key_subject) = match outcome {
-            Outcome::Succeeded => {
-                tx.execute(
-                    "UPDATE payment_intents SET status = 'succeeded', reason = NULL, updated_at = now()
-                     WHERE payment_id = $1 AND status <> 'succeeded'",
-                    &[payment_id],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                (Kind::PaymentConfirmed, payment_id.clone())
-            }
-            _ => {
-                tx.execute(
-                    "UPDATE payment_intents SET status = 'refund_due', reason = $2, updated_at = now()
-                     WHERE payment_id = $1 AND status = 'pending'",
-                    &[payment_id, &outcome.reason()],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                (Kind::RefundDue, format_payment_id(r.ledger_id))
-            }
-        };
-        let event = Event {
-            send_key: format!("{}.{key_subject}", kind.as_str()),
-            user_id: target.user_id,
-            kind,
-            args: target.args,
-            due_at: SystemTime::now(),
-        };
-        outbox::enqueue(&tx, &[event]).await.map_err(|e| e.to_string())?;
-    }
-    tx.commit().await.map_err(|e| e.to_string())
+    Ok(())
 }
 
 /// The worker's half: applies notifications that were recorded but never marked (a crash
