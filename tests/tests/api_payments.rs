@@ -199,6 +199,12 @@ async fn paying_the_deposit_confirms_once_however_often_the_bank_resends() {
         .unwrap()
         .get(0);
     assert_eq!(confirmations, 1, "one confirmation message");
+    let audited: i64 = db
+        .query_one("SELECT count(*) FROM audit_log WHERE action = 'payment.applied'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1, "one audit entry");
 
     // Later resends still get a 2xx, never an error.
     let (status, answer) = deliver(&app, &body, now_unix(), None).await;

@@ -6,8 +6,8 @@
 //!    finds the row already there. Nothing is acknowledged before this commit.
 //! 3. Apply it to the ledger: confirm the hold (deposit + post both holds, one linked
 //!    chain) or, when the money cannot confirm it, book it to refunds payable.
-//! 4. Mark the row applied, set the intent's status and enqueue the notification, in one
-//!    transaction.
+//! 4. Mark the row applied, set the intent's status, enqueue the notification and append
+//!    the audit entry, in one transaction, the first time only.
 //!
 //! Every step is idempotent, so a resend re-applies rather than trusting an earlier attempt
 //! that may have died halfway: the ledger ids derive from the transaction, and TigerBeetle
@@ -255,8 +255,9 @@ async fn apply_and_mark(state: &AppState, r: &Recorded) -> Result<Outcome, Strin
     Ok(outcome)
 }
 
-/// Step 4, in one statement (so one transaction): the row's outcome, the intent's status,
-/// the notification to its owner.
+/// Step 4, in one transaction: the row's outcome, the intent's status, the notification to
+/// its owner (one statement), and the audit entry. Only the first application changes
+/// anything; a replay finds the row applied and leaves all of it alone.
 async fn mark(
     state: &AppState,
     r: &Recorded,
@@ -271,32 +272,33 @@ async fn mark(
                 Outcome::Succeeded => (Kind::PaymentConfirmed, payment_id.clone()),
                 _ => (Kind::RefundDue, format_payment_id(r.ledger_id)),
             };
-            Some((
-                format!("{}.{subject}", kind.as_str()),
-                target.user_id,
-                kind.as_str(),
-                target.args,
-            ))
+            let send_key = format!("{}.{subject}", kind.as_str());
+            Some((send_key, target.user_id, kind.as_str(), target.args))
         }
         _ => None,
     };
-    let client = state.db.get().await.map_err(|e| e.to_string())?;
+    let mut client = state.db.get().await.map_err(|e| e.to_string())?;
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
     // Succeeded beats refund due (a wrong amount first, the right one later), and a refund
     // of a second payment never hides that the first one succeeded.
-    client
-        .execute(
+    let applied: i64 = tx
+        .query_one(
             "WITH notification AS (
                 UPDATE payment_notifications
-                SET outcome = $3, reason = $4, applied_at = COALESCE(applied_at, now())
-                WHERE gateway = $1 AND transaction_id = $2
+                SET outcome = $3, reason = $4, applied_at = now()
+                WHERE gateway = $1 AND transaction_id = $2 AND applied_at IS NULL
+                RETURNING 1
              ), intent AS (
                 UPDATE payment_intents SET status = $3, reason = $4, updated_at = now()
-                WHERE payment_id = $5
+                WHERE payment_id = $5 AND EXISTS (SELECT 1 FROM notification)
                   AND (status = 'pending' OR ($3 = 'succeeded' AND status <> 'succeeded'))
+             ), event AS (
+                INSERT INTO outbox (send_key, user_id, kind, args)
+                SELECT $6::text, $7::bigint, $8::text, $9::jsonb
+                WHERE $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM notification)
+                ON CONFLICT (send_key) DO NOTHING
              )
-             INSERT INTO outbox (send_key, user_id, kind, args)
-             SELECT $6::text, $7::bigint, $8::text, $9::jsonb WHERE $6::text IS NOT NULL
-             ON CONFLICT (send_key) DO NOTHING",
+             SELECT count(*) FROM notification",
             &[
                 &r.gateway.as_str(),
                 &r.transaction_id,
@@ -310,8 +312,23 @@ async fn mark(
             ],
         )
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
+        .map_err(|e| e.to_string())?
+        .get(0);
+    if applied == 1 {
+        let subject = format!("payment_notification:{}:{}", r.gateway.as_str(), r.transaction_id);
+        let after = serde_json::json!({
+            "outcome": outcome.as_str(),
+            "reason": outcome.reason(),
+            "payment_id": r.payment_id,
+            "amount_satang": r.amount_satang,
+            "ledger_id": format_payment_id(r.ledger_id),
+        });
+        let actor = crate::audit::system("payments");
+        crate::audit::append(&tx, &actor, "payment.applied", &subject, None, Some(&after))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())
 }
 
 /// The worker's half: applies notifications that were recorded but never marked (a crash
