@@ -32,6 +32,8 @@ use crate::state::AppState;
 pub const REAPPLY_AFTER: Duration = Duration::from_secs(5);
 /// Rows the worker re-applies per pass.
 pub const REAPPLY_ROWS_MAX: i64 = 100;
+/// A pass gives up after this many failures, so an outage costs a few timeouts per pass.
+const REAPPLY_FAILURES_MAX: usize = 3;
 
 /// What became of a notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,7 +349,7 @@ pub async fn reapply_unapplied(state: &AppState) -> Result<usize, String> {
         .await
         .map_err(|e| e.to_string())?;
     drop(client);
-    let mut applied = 0;
+    let (mut applied, mut failures) = (0, 0);
     for row in rows {
         let recorded = Recorded {
             gateway: GatewayKind::parse(row.get(0)).ok_or("unknown gateway in a row")?,
@@ -356,13 +358,22 @@ pub async fn reapply_unapplied(state: &AppState) -> Result<usize, String> {
             payment_id: row.get(3),
             ledger_id: super::parse_payment_id(row.get(4)).ok_or("bad ledger id in a row")?,
         };
+        // One row that cannot be applied (its offering gone, say) must not hold up the rest.
         match apply_and_mark(state, &recorded).await {
             Ok(outcome) => {
-                applied += 1;
+                (applied, failures) = (applied + 1, 0);
                 tracing::info!(transaction = %recorded.transaction_id, outcome = outcome.as_str(),
                     "late payment notification applied");
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                tracing::warn!(transaction = %recorded.transaction_id, error = %e,
+                    "payment notification still not applied");
+                failures += 1;
+                if failures == REAPPLY_FAILURES_MAX {
+                    // Likely the ledger is down: try again next pass, not row after row.
+                    return Err(format!("{failures} failures in a row, last: {e}"));
+                }
+            }
         }
     }
     Ok(applied)
