@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -458,6 +460,8 @@ async fn a_recorded_but_unapplied_payment_is_finished_by_the_worker() {
 #[derive(Debug, Default)]
 struct Receiver {
     deliveries: Mutex<Vec<(String, Value)>>,
+    /// Requests still to refuse with a 503, as a receiver that is down would.
+    refuse: AtomicUsize,
 }
 
 impl Receiver {
@@ -494,6 +498,11 @@ async fn record(
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> HttpResponse {
+    let refuse = &receiver.refuse;
+    let down = refuse.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok();
+    if down {
+        return HttpResponse::ServiceUnavailable().finish();
+    }
     let key = req.headers().get("Idempotency-Key").unwrap().to_str().unwrap().to_owned();
     assert_eq!(body["send_key"].as_str(), Some(key.as_str()));
     receiver.deliveries.lock().unwrap().push((key, body.into_inner()));
@@ -683,4 +692,106 @@ async fn ops_pay_settles_a_payment_through_the_sandbox() {
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["webhook"]["status"], "succeeded", "{answer}");
     assert_eq!(reservation_status(&app, &token, &id).await, "confirmed");
+}
+
+async fn outbox_row(db: &tokio_postgres::Client, key: &str) -> (String, i32, bool, Option<String>) {
+    let r = db
+        .query_one(
+            "SELECT status, attempts, due_at > now(), last_error FROM outbox WHERE send_key = $1",
+            &[&key],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3))
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_gets_the_message_later_with_backoff() {
+    let (receiver, url) = Receiver::start().await;
+    let app = spawn_app(PathBuf::from("/nonexistent"), "none").await;
+    app.create_offering(tickets("show", 10, 4, 600)).await;
+    let (_, token) = app.citizen();
+    let (id, _) = reserve_and_open(&app, &token, "show", json!({"quantity": 1})).await;
+    let key = format!("reservation_made.{id}");
+    receiver.refuse.store(2, SeqCst);
+    let sender = WebhookSender::new(&url).unwrap();
+    let db = app.db().await;
+    for attempt in 1..=2 {
+        assert_eq!(outbox::drain_once(&app.state, &sender).await.unwrap(), 1);
+        let (status, attempts, later, error) = outbox_row(&db, &key).await;
+        assert_eq!((status.as_str(), attempts, later), ("pending", attempt, true));
+        assert!(error.unwrap().contains("503"));
+        // Not due again before its backoff has passed.
+        assert_eq!(outbox::drain_once(&app.state, &sender).await.unwrap(), 0);
+        db.execute("UPDATE outbox SET due_at = now() WHERE send_key = $1", &[&key]).await.unwrap();
+    }
+    assert_eq!(outbox::drain_once(&app.state, &sender).await.unwrap(), 1);
+    assert_eq!(outbox_row(&db, &key).await.0, "sent");
+    assert_eq!(receiver.deliveries_by_key()[&key], 1);
+}
+
+/// A minimal SMTP server: accepts one message and hands back its DATA.
+async fn smtp_server() -> (u16, tokio::sync::oneshot::Receiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 test ESMTP\r\n").await.unwrap();
+        let (mut data, mut in_data) = (String::new(), false);
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if in_data {
+                if line == "." {
+                    in_data = false;
+                    write.write_all(b"250 queued\r\n").await.unwrap();
+                } else {
+                    data.push_str(&line);
+                    data.push('\n');
+                }
+                continue;
+            }
+            let reply: &[u8] = match line.get(..4).unwrap_or("").to_ascii_uppercase().as_str() {
+                "EHLO" | "HELO" => b"250 test\r\n",
+                "DATA" => {
+                    in_data = true;
+                    b"354 go on\r\n"
+                }
+                "QUIT" => {
+                    write.write_all(b"221 bye\r\n").await.unwrap();
+                    break;
+                }
+                _ => b"250 ok\r\n",
+            };
+            write.write_all(reply).await.unwrap();
+        }
+        let _ = tx.send(data);
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn email_carries_the_send_key_as_its_message_id() {
+    use allot_api::payments::senders::SmtpSender;
+    let (port, data) = smtp_server().await;
+    let sender = SmtpSender::new("127.0.0.1", port, "allot <no-reply@allot.invalid>").unwrap();
+    let mut message = Message {
+        send_key: "payment_confirmed.0123abc".into(),
+        user_id: 42,
+        kind: "payment_confirmed",
+        locale: "en".into(),
+        email: Some("fan@example.com".into()),
+        subject: "Payment received".into(),
+        body: "We received 1,500.00 baht.".into(),
+    };
+    sender.send(&message).await.unwrap();
+    let data = tokio::time::timeout(Duration::from_secs(10), data).await.unwrap().unwrap();
+    assert!(data.contains("Message-ID: <payment_confirmed.0123abc@allot>"), "{data}");
+    assert!(data.contains("Subject: Payment received"), "{data}");
+    assert!(data.contains("To: fan@example.com"), "{data}");
+    // Nobody to write to: a permanent failure, not a retry.
+    message.email = None;
+    assert!(matches!(sender.send(&message).await, Err(SendError::Permanent(_))));
 }
