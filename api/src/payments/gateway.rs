@@ -326,6 +326,29 @@ mod tests {
     }
 
     #[test]
+    fn production_needs_a_bank_secret_and_never_has_a_sandbox() {
+        let dir = std::env::temp_dir().join(format!("allot-gw-{}", uuid::Uuid::new_v4()));
+        let prod = Settings { dev_mode: false, data_dir: dir.clone(), ..Settings::default() };
+        assert!(Gateways::load(&prod).unwrap_err().contains("webhook_secret_bank"));
+        let prod = Settings { webhook_secret_bank: "ab".repeat(32), ..prod };
+        let gateways = Gateways::load(&prod).unwrap();
+        assert!(gateways.get(GatewayKind::Sandbox).is_none());
+        assert!(gateways.get(GatewayKind::Bank).is_some());
+        let short = Settings { webhook_secret_bank: "ab".repeat(8), ..prod.clone() };
+        assert!(Gateways::load(&short).is_err(), "a short key is refused");
+        let biller = Settings { promptpay_biller_id: "123".into(), ..prod };
+        assert!(Gateways::load(&biller).unwrap_err().contains("promptpay_biller_id"));
+
+        // Dev mode generates both secrets once and keeps them across restarts.
+        let dev = Settings { dev_mode: true, data_dir: dir.clone(), ..Settings::default() };
+        let (a, b) = (Gateways::load(&dev).unwrap(), Gateways::load(&dev).unwrap());
+        let sign = |g: &Gateways, kind| g.get(kind).unwrap().sign("1", b"x");
+        assert_eq!(sign(&a, GatewayKind::Bank), sign(&b, GatewayKind::Bank));
+        assert_ne!(sign(&a, GatewayKind::Bank), sign(&a, GatewayKind::Sandbox));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn bodies_are_bounded_and_typed() {
         let g = gateway();
         assert_eq!(g.parse(b"{").unwrap_err().code, ErrorCode::MalformedJson);
