@@ -33,14 +33,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Formats a fresh data file and starts a server on a free port.
+    /// Formats a fresh data file and starts a server on a free port, in development mode:
+    /// small batches and no direct I/O, which suit many short tests on any file system.
     pub fn start() -> Server {
+        Server::start_with(true, "256MiB")
+    }
+
+    /// As [`Server::start`], choosing the mode. Production mode (`development = false`)
+    /// keeps TigerBeetle's full batch size, so throughput figures mean something; it needs
+    /// a temp dir on a file system with direct I/O (not tmpfs) and more memory.
+    pub fn start_with(development: bool, cache_grid: &str) -> Server {
         let bin = server_binary();
         assert!(bin.exists(), "no TigerBeetle at {} (run ./ops/test to build it)", bin.display());
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("0_0.tigerbeetle");
+        let dev: &[&str] = if development { &["--development"] } else { &[] };
         let status = Command::new(&bin)
-            .args(["format", "--cluster=0", "--replica=0", "--replica-count=1", "--development"])
+            .args(["format", "--cluster=0", "--replica=0", "--replica-count=1"])
+            .args(dev)
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -48,7 +58,8 @@ impl Server {
             .expect("run tigerbeetle format");
         assert!(status.success(), "tigerbeetle format failed");
         let mut child = Command::new(&bin)
-            .args(["start", "--addresses=0", "--development", "--cache-grid=256MiB"])
+            .args(["start", "--addresses=0", &format!("--cache-grid={cache_grid}")])
+            .args(dev)
             .arg(&file)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -61,6 +72,9 @@ impl Server {
             .read_line(&mut line)
             .expect("read tigerbeetle port");
         let port = line.trim().parse().unwrap_or_else(|_| panic!("unexpected port line {line:?}"));
+        // The server has the data file open now; unlinking it gives the space back when the
+        // server exits, even for the per-binary server that is never dropped.
+        std::fs::remove_file(&file).expect("unlink the data file");
         Server { port, _child: child, _stdin: stdin, _dir: dir }
     }
 
