@@ -11,7 +11,6 @@
 //! Needs Postgres at `ALLOT_TEST_DATABASE_URL` (a fresh database is created in it) and the
 //! TigerBeetle binary (`ALLOT_TB_BIN` or the ops cache); it starts its own replica.
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use allot_api::config::Settings;
@@ -51,20 +50,26 @@ struct Metric {
     decimals: usize,
 }
 
-fn main() -> ExitCode {
+fn main() {
     let args = Args::parse();
+    // Development mode: no direct I/O needed, so any temp dir works; this path is bounded by
+    // Postgres and HTTP, not by the ledger's batch size.
+    let server = Server::start();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    match runtime.block_on(run(&args)) {
+    let code = match runtime.block_on(run(&args, &server.address())) {
         Ok(metrics) => {
             print(&metrics, args.json);
-            ExitCode::SUCCESS
+            0
         }
         Err(e) => {
             eprintln!("bench_confirmations: {e}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit at once: the in-process API's workers would otherwise keep calling a ledger
+    // that is going away. Exiting closes the replica's stdin, which stops it.
+    std::process::exit(code)
 }
 
 /// What a webhook needs to pay one intent.
@@ -74,17 +79,14 @@ struct Intent {
     amount_satang: u64,
 }
 
-async fn run(args: &Args) -> Result<Vec<Metric>, String> {
-    // Development mode: no direct I/O needed, so any temp dir works; the ledger is not the
-    // bottleneck of this path (Postgres writes are), see the figures' notes.
-    let server = Server::start();
+async fn run(args: &Args, tb_addresses: &str) -> Result<Vec<Metric>, String> {
     let database_url = fresh_database().await;
     let data_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let settings = Settings {
         http_addr: "127.0.0.1:0".into(),
         database_url,
         database_pool_max: args.pool,
-        tb_addresses: server.address(),
+        tb_addresses: tb_addresses.into(),
         offerings_dir: "/nonexistent".into(),
         data_dir: data_dir.path().into(),
         dev_mode: true,
