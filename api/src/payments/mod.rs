@@ -139,7 +139,7 @@ pub struct PaymentIntent {
     /// `pending`, `succeeded`, `refund_due`, or `expired` (pending past its deadline).
     pub status: String,
     /// Why money is due back: `hold_expired`, `hold_cancelled`, `amount_mismatch`,
-    /// `paid_twice`.
+    /// `paid_twice`, `hold_not_found`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
