@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use rand::RngCore;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
@@ -27,7 +28,10 @@ pub struct Secrets {
 pub fn load(settings: &Settings) -> Result<Secrets, String> {
     let (mut token, mut identity) = (settings.token_secret.clone(), settings.identity_key.clone());
     if settings.dev_mode && (token.is_empty() || identity.is_empty()) {
-        let stored = load_or_generate(&settings.data_dir.join("secrets.json"))?;
+        let stored = load_or_generate(&settings.data_dir.join("secrets.json"), || Stored {
+            token_secret: random_key_hex(),
+            identity_key: random_key_hex(),
+        })?;
         if token.is_empty() {
             token = stored.token_secret;
         }
@@ -41,7 +45,7 @@ pub fn load(settings: &Settings) -> Result<Secrets, String> {
     })
 }
 
-fn decode(name: &str, hex_value: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn decode(name: &str, hex_value: &str) -> Result<Vec<u8>, String> {
     let bytes = hex::decode(hex_value).map_err(|_| format!("{name} must be hex"))?;
     if bytes.len() < SECRET_BYTES_MIN {
         return Err(format!(
@@ -52,16 +56,23 @@ fn decode(name: &str, hex_value: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn load_or_generate(path: &Path) -> Result<Stored, String> {
+/// A fresh random 32-byte key, hex.
+pub(crate) fn random_key_hex() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Reads dev secrets from `path`, or generates them with `generate` and writes them there,
+/// so they survive restarts.
+pub(crate) fn load_or_generate<T: Serialize + DeserializeOwned>(
+    path: &Path,
+    generate: impl FnOnce() -> T,
+) -> Result<T, String> {
     if let Ok(text) = std::fs::read_to_string(path) {
         return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
     }
-    let random = || {
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        hex::encode(bytes)
-    };
-    let stored = Stored { token_secret: random(), identity_key: random() };
+    let stored = generate();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }

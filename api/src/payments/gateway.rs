@@ -11,22 +11,19 @@
 //! `X-Allot-Timestamp` (unix seconds) is within [`WEBHOOK_SKEW_SECONDS_MAX`] of our clock.
 
 use std::fmt;
-use std::path::Path;
 
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::OffsetDateTime;
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
+use crate::secrets::{decode, load_or_generate, random_key_hex};
 
 /// Deliveries older or newer than this are refused: a captured webhook cannot be replayed
 /// later, and a bank's clock may be a little off.
 pub const WEBHOOK_SKEW_SECONDS_MAX: i64 = 5 * 60;
-/// HMAC keys shorter than the hash are refused.
-const SECRET_BYTES_MIN: usize = 32;
 /// Bounds on what a bank may send us, so a row is never unbounded.
 pub const TRANSACTION_ID_BYTES_MAX: usize = 64;
 pub const REFERENCE_BYTES_MAX: usize = 64;
@@ -222,7 +219,9 @@ impl Gateways {
         let (mut bank, mut sandbox) =
             (settings.webhook_secret_bank.clone(), settings.webhook_secret_sandbox.clone());
         if settings.dev_mode && (bank.is_empty() || sandbox.is_empty()) {
-            let stored = load_or_generate(&settings.data_dir.join("webhook_secrets.json"))?;
+            let stored = load_or_generate(&settings.data_dir.join("webhook_secrets.json"), || {
+                StoredSecrets { sandbox: random_key_hex(), bank: random_key_hex() }
+            })?;
             if bank.is_empty() {
                 bank = stored.bank;
             }
@@ -255,35 +254,6 @@ fn check_biller_id(id: &str) -> Result<(), String> {
         return Err("promptpay_biller_id must be 15 digits (tax ID + suffix)".into());
     }
     Ok(())
-}
-
-fn decode(name: &str, hex_value: &str) -> Result<Vec<u8>, String> {
-    let bytes = hex::decode(hex_value).map_err(|_| format!("{name} must be hex"))?;
-    if bytes.len() < SECRET_BYTES_MIN {
-        return Err(format!(
-            "{name} must be at least {SECRET_BYTES_MIN} bytes (set ALLOT_{})",
-            name.to_uppercase()
-        ));
-    }
-    Ok(bytes)
-}
-
-fn load_or_generate(path: &Path) -> Result<StoredSecrets, String> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
-    }
-    let random = || {
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        hex::encode(bytes)
-    };
-    let stored = StoredSecrets { sandbox: random(), bank: random() };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
-    let text = serde_json::to_string_pretty(&stored).expect("serializes");
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(stored)
 }
 
 #[cfg(test)]
