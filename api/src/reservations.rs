@@ -1,6 +1,7 @@
 //! The reservation hot path: token (verified in memory) + offering (cached) + one ledger
 //! call. Nothing here touches Postgres; the projector copies holds there afterwards.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use allot_ledger::{HoldId, HoldInfo, HoldOutcome, HoldRejection, HoldRequest, HoldState};
@@ -104,10 +105,12 @@ pub async fn reserve(
         timeout_seconds: offering.config.hold_seconds,
         allow_partial: body.allow_partial,
     };
+    let in_flight = InFlight::enter();
     let outcome =
         tokio::time::timeout(state.tb_timeout(), state.ledger.hold(&offering.spec, &request))
             .await
             .map_err(|_| ledger_timeout())??;
+    drop(in_flight);
     let config = &offering.config;
     let held = match outcome {
         HoldOutcome::Held(held) => held,
@@ -188,6 +191,27 @@ fn rejected(rejection: HoldRejection, offering: &Offering) -> ApiError {
         HoldRejection::TimeoutOutOfRange => {
             ApiError::internal("offering hold_seconds out of range")
         }
+    }
+}
+
+/// Holds this process has in flight at the TigerBeetle client. The client packs everything
+/// waiting into its next request, so the value seen at submission is the batch that hold can
+/// share: recorded as `allot_ledger_batch_holds`, the batch-size metric operators watch.
+struct InFlight;
+
+static HOLDS_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+impl InFlight {
+    fn enter() -> InFlight {
+        let now = HOLDS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::histogram!("allot_ledger_batch_holds").record(now as f64);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        HOLDS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

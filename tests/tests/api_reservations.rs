@@ -468,6 +468,9 @@ async fn operability_endpoints() {
     assert!(metrics.contains("allot_http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/v1/offerings/{id}/reservations\""));
     assert!(metrics.contains("allot_holds_total"));
+    assert!(metrics.contains("allot_ledger_batch_holds"), "TigerBeetle batch sizes");
+    assert!(metrics.contains("allot_projector_lag_seconds"));
+    assert!(metrics.contains("allot_http_request_duration_seconds"));
 
     let doc: Value =
         app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
