@@ -691,6 +691,14 @@ async fn freed_units_are_offered_to_the_waitlist_in_order() {
         (status, r["status"].as_str(), r["quantity"].as_u64()),
         (200, Some("held"), Some(1))
     );
+    // The offer is announced through the outbox, once, to the person offered.
+    let notices = app
+        .db()
+        .await
+        .query("SELECT kind FROM outbox WHERE send_key = $1", &[&format!("waitlist_offered.{rid}")])
+        .await
+        .unwrap();
+    assert_eq!(notices.len(), 1, "one waitlist notification for the offer");
     let (_, e) = get(&app, path, Some(&c)).await;
     assert_eq!((e["status"].as_str(), e["ahead"].as_u64()), (Some("waiting"), Some(0)));
 

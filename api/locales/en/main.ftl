@@ -56,3 +56,5 @@ queue_admission_required = Wait for your turn in the queue: reserving needs an a
 proof_of_work_required = Solve a challenge from /v1/challenge first and send it in the X-Pow header.
 proof_of_work_invalid = The challenge solution is wrong, expired or already used: solve a new challenge.
 not_sold_out = Units are still available: reserve them directly instead of joining the waitlist.
+notify-waitlist-offered-subject = A place opened up: { $offering }
+notify-waitlist-offered-body = Good news: units of { $offering } came free and we are holding them for you until { $deadline }. Pay { $amount } baht before then to keep them.

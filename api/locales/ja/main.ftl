@@ -56,3 +56,5 @@ queue_admission_required = 順番をお待ちください。予約には待合�
 proof_of_work_required = まず /v1/challenge の課題を解き、X-Pow ヘッダーで送ってください。
 proof_of_work_invalid = 課題の解答が誤っているか、期限切れか、使用済みです。新しい課題を解いてください。
 not_sold_out = まだ在庫があります。キャンセル待ちではなく直接予約してください。
+notify-waitlist-offered-subject = 空きが出ました: { $offering }
+notify-waitlist-offered-body = 朗報です。{ $offering } に空きが出たため、{ $deadline } までお客様のために確保しています。それまでに { $amount } バーツをお支払いください。

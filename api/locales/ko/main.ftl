@@ -56,3 +56,5 @@ queue_admission_required = 차례를 기다려 주세요. 예약하려면 대기
 proof_of_work_required = 먼저 /v1/challenge 의 문제를 풀고 X-Pow 헤더로 보내 주세요.
 proof_of_work_invalid = 문제의 답이 틀렸거나 만료되었거나 이미 사용되었습니다. 새 문제를 풀어 주세요.
 not_sold_out = 아직 남아 있습니다. 대기자 명단 대신 바로 예약해 주세요.
+notify-waitlist-offered-subject = 자리가 났습니다: { $offering }
+notify-waitlist-offered-body = 좋은 소식입니다. { $offering }에 자리가 나서 { $deadline }까지 고객님을 위해 확보해 두었습니다. 그 전에 { $amount } 바트를 결제해 주세요.

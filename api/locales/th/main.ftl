@@ -56,3 +56,5 @@ queue_admission_required = กรุณารอถึงคิวของค�
 proof_of_work_required = กรุณาแก้โจทย์จาก /v1/challenge ก่อน แล้วส่งมาในส่วนหัว X-Pow
 proof_of_work_invalid = คำตอบของโจทย์ไม่ถูกต้อง หมดอายุ หรือถูกใช้ไปแล้ว กรุณาแก้โจทย์ใหม่
 not_sold_out = ยังมีให้จองอยู่ กรุณาจองโดยตรงแทนการเข้ารายชื่อรอ
+notify-waitlist-offered-subject = มีที่ว่างแล้ว: { $offering }
+notify-waitlist-offered-body = ข่าวดี: { $offering } มีที่ว่างและเราได้กันไว้ให้คุณจนถึง { $deadline } กรุณาชำระ { $amount } บาทก่อนเวลาดังกล่าวเพื่อรักษาสิทธิ์

@@ -56,3 +56,5 @@ queue_admission_required = 请等待轮到您：预订需要等候室的入场�
 proof_of_work_required = 请先解答 /v1/challenge 的题目，并通过 X-Pow 请求头发送。
 proof_of_work_invalid = 题目答案错误、已过期或已被使用，请解答新的题目。
 not_sold_out = 仍有余量：请直接预订，无需加入候补名单。
+notify-waitlist-offered-subject = 有名额了：{ $offering }
+notify-waitlist-offered-body = 好消息：{ $offering } 有名额空出，我们为您保留至 { $deadline }。请在此之前支付 { $amount } 泰铢以保留名额。

@@ -13,11 +13,13 @@ use std::time::Duration;
 use actix_web::web;
 use allot_ledger::{HoldOutcome, HoldRequest};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::auth::Principal;
 use crate::catalog::config::Allocation;
 use crate::catalog::Offering;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::payments::outbox::{self, Kind};
 use crate::reservations;
 use crate::state::AppState;
 
@@ -173,7 +175,7 @@ async fn offer_zone(state: &AppState, offering: &Offering, zone: u16) -> ApiResu
             .await
             .map_err(|_| reservations::ledger_timeout())??;
     let mut remaining = balances.iter().find(|b| b.zone == zone).map_or(0, |b| b.remaining);
-    let client = state.db.get().await?;
+    let mut client = state.db.get().await?;
     let line = client
         .query(
             "SELECT user_id, quantity, seq FROM waitlist_entries
@@ -209,18 +211,41 @@ async fn offer_zone(state: &AppState, offering: &Offering, zone: u16) -> ApiResu
                 "ineligible"
             }
         };
-        client
-            .execute(
-                "UPDATE waitlist_entries SET status = $3, reservation_id = $4, offered_at = now()
-                 WHERE offering_id = $1 AND user_id = $2 AND status = 'waiting'",
-                &[
-                    &offering.id(),
-                    &user_id,
-                    &status,
-                    &(status == "offered").then(|| reservations::format_id(id)),
-                ],
-            )
-            .await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "UPDATE waitlist_entries SET status = $3, reservation_id = $4, offered_at = now()
+             WHERE offering_id = $1 AND user_id = $2 AND status = 'waiting'",
+            &[
+                &offering.id(),
+                &user_id,
+                &status,
+                &(status == "offered").then(|| reservations::format_id(id)),
+            ],
+        )
+        .await?;
+        if let (HoldOutcome::Held(held), true) = (&outcome, status == "offered") {
+            // Told in the same transaction as the offer, so nobody is offered in silence.
+            let (_, deposit) = offering.amounts_satang(zone, quantity as u64);
+            let expires_at: OffsetDateTime = held.expires_at.into();
+            let event = outbox::Event {
+                send_key: format!(
+                    "{}.{}",
+                    Kind::WaitlistOffered.as_str(),
+                    reservations::format_id(id)
+                ),
+                user_id,
+                kind: Kind::WaitlistOffered,
+                args: serde_json::json!({
+                    "offering_id": offering.id(),
+                    "reservation_id": reservations::format_id(id),
+                    "amount_satang": deposit,
+                    "expires_at": expires_at.unix_timestamp(),
+                }),
+                due_at: std::time::SystemTime::now(),
+            };
+            outbox::enqueue(&tx, &[event]).await?;
+        }
+        tx.commit().await?;
         if status == "offered" {
             remaining -= quantity as u128;
             metrics::counter!("allot_waitlist_offers_total", "offering" => offering.id().to_owned()).increment(1);

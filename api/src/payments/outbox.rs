@@ -44,15 +44,18 @@ pub enum Kind {
     PaymentConfirmed,
     ReservationExpired,
     RefundDue,
+    /// Units freed for a waitlisted person are held for them: come and pay.
+    WaitlistOffered,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::ReservationMade,
         Kind::PaymentReminder,
         Kind::PaymentConfirmed,
         Kind::ReservationExpired,
         Kind::RefundDue,
+        Kind::WaitlistOffered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Kind {
             Kind::PaymentConfirmed => "payment_confirmed",
             Kind::ReservationExpired => "reservation_expired",
             Kind::RefundDue => "refund_due",
+            Kind::WaitlistOffered => "waitlist_offered",
         }
     }
 
