@@ -182,36 +182,51 @@ impl Ledger {
         Ok(())
     }
 
+    /// Creates the accounts of many people at once, a full batch per request, so a bulk
+    /// job (allotting a whole book) pays one round trip per few thousand people instead of
+    /// two per person.
+    pub async fn prepare_people(&self, spec: &OfferingSpec, people: &[u64]) -> Result<()> {
+        let new: Vec<u64> =
+            people.iter().copied().filter(|p| !self.people.contains(spec.number, *p)).collect();
+        // Many modest requests at once rather than a few huge ones: the client packs
+        // concurrent requests into one message as large as the cluster accepts, whatever
+        // that limit is (a development cluster takes far fewer events per message).
+        let creations =
+            new.chunks(CHUNK_EVENTS / 2).map(|chunk| {
+                let accounts =
+                    chunk.iter().flat_map(|p| person_accounts(spec, *p)).collect::<Vec<_>>();
+                async move {
+                    crate::results::check_accounts(self.client.create_accounts(accounts).await)
+                }
+            });
+        futures::future::try_join_all(creations).await?;
+        let fundings = new.chunks(CHUNK_EVENTS).map(|chunk| {
+            let funding: Vec<Transfer> = chunk.iter().map(|p| quota_funding(spec, *p)).collect();
+            async move {
+                let len = funding.len();
+                let results = transfer_results(len, self.client.create_transfers(funding).await)?;
+                match results.into_iter().flatten().find(|k| !is_exists(*k)) {
+                    Some(k) => Err(LedgerError::Unexpected(format!("funding quota: {k:?}"))),
+                    None => Ok(()),
+                }
+            }
+        });
+        futures::future::try_join_all(fundings).await?;
+        for person in new {
+            self.people.insert(spec.number, person);
+        }
+        Ok(())
+    }
+
     /// Creates one person's holding and quota accounts and grants their allowance, once.
     /// Cached per process so the hot path pays for it only on a person's first hold.
     pub(crate) async fn ensure_person(&self, spec: &OfferingSpec, person: u64) -> Result<()> {
         if self.people.contains(spec.number, person) {
             return Ok(());
         }
-        let accounts = vec![
-            account(
-                spec.holding_account(person),
-                ids::ledger_inventory(spec.number),
-                AccountKind::Holding,
-                AccountFlags::empty(),
-            ),
-            account(
-                spec.quota_account(person),
-                ids::ledger_quota(spec.number),
-                AccountKind::Quota,
-                AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
-            ),
-        ];
+        let accounts = person_accounts(spec, person).to_vec();
         crate::results::check_accounts(self.client.create_accounts(accounts).await)?;
-        let fund = Transfer::new(ids::transfer_id(
-            TransferKind::FundQuota,
-            ids::setup_base(spec.number, 0, person),
-        ))
-        .with_debit_account_id(spec.account(AccountKind::QuotaSource))
-        .with_credit_account_id(spec.quota_account(person))
-        .with_amount(spec.max_per_person)
-        .with_ledger(ids::ledger_quota(spec.number))
-        .with_code(TransferKind::FundQuota.code());
+        let fund = quota_funding(spec, person);
         let results = transfer_results(1, self.client.create_transfers(vec![fund]).await)?;
         match results[0] {
             None => {}
@@ -221,4 +236,38 @@ impl Ledger {
         self.people.insert(spec.number, person);
         Ok(())
     }
+}
+
+/// Events per bulk request: small enough for any cluster configuration.
+const CHUNK_EVENTS: usize = 240;
+
+/// A person's holding (inventory) and quota accounts in an offering.
+fn person_accounts(spec: &OfferingSpec, person: u64) -> [Account; 2] {
+    [
+        account(
+            spec.holding_account(person),
+            ids::ledger_inventory(spec.number),
+            AccountKind::Holding,
+            AccountFlags::empty(),
+        ),
+        account(
+            spec.quota_account(person),
+            ids::ledger_quota(spec.number),
+            AccountKind::Quota,
+            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+        ),
+    ]
+}
+
+/// The one transfer that grants a person their allowance; its id is fixed per person.
+fn quota_funding(spec: &OfferingSpec, person: u64) -> Transfer {
+    Transfer::new(ids::transfer_id(
+        TransferKind::FundQuota,
+        ids::setup_base(spec.number, 0, person),
+    ))
+    .with_debit_account_id(spec.account(AccountKind::QuotaSource))
+    .with_credit_account_id(spec.quota_account(person))
+    .with_amount(spec.max_per_person)
+    .with_ledger(ids::ledger_quota(spec.number))
+    .with_code(TransferKind::FundQuota.code())
 }

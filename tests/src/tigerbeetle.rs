@@ -84,7 +84,12 @@ impl Server {
 }
 
 /// One server per test binary: tests isolate themselves by offering number instead.
+/// `ALLOT_TB_PRODUCTION=1` makes it a production-mode server (full batches), for the
+/// benchmark drivers that build on the test harness.
 pub fn shared() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(Server::start)
+    SERVER.get_or_init(|| match std::env::var("ALLOT_TB_PRODUCTION").as_deref() {
+        Ok("1") => Server::start_with(false, "512MiB"),
+        _ => Server::start(),
+    })
 }

@@ -335,3 +335,26 @@ async fn bad_requests_are_rejected_before_the_cluster() {
     assert_eq!(ledger.zone_balances(&spec).await.unwrap()[0].remaining, 10_000);
     assert!(ledger.hold_info(id).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn people_prepared_in_bulk_get_their_full_allowance_once() {
+    let ledger = ledger();
+    let spec = offering(100_000, 1, 1, 3);
+    ledger.setup_offering(&spec).await.unwrap();
+    let people: Vec<u64> = (1..=10_000).collect();
+    ledger.prepare_people(&spec, &people).await.unwrap();
+    // Preparing again (another process, a retry) grants nothing twice.
+    Ledger::connect(0, &tigerbeetle::shared().address())
+        .unwrap()
+        .prepare_people(&spec, &people[..100])
+        .await
+        .unwrap();
+    for person in [1, 5_000, 10_000] {
+        let balance = ledger.person_balance(&spec, person).await.unwrap();
+        assert_eq!(balance.allowance, 3);
+        let req = request(hold_id(&spec, person as u128), person, 3, 600);
+        assert!(matches!(ledger.hold(&spec, &req).await.unwrap(), HoldOutcome::Held(_)));
+        let more = request(hold_id(&spec, 100_000 + person as u128), person, 1, 600);
+        assert_eq!(ledger.hold(&spec, &more).await.unwrap(), HoldOutcome::PersonLimitExceeded);
+    }
+}

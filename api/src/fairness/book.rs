@@ -354,8 +354,16 @@ pub async fn run(
     if given.is_some_and(|g| g != seed_row.seed) {
         return Err(ApiError::field(ErrorCode::SeedMismatch, "seed"));
     }
+    let started = std::time::Instant::now();
     compute_and_store(state, offering, &seed_row.seed).await?;
+    let computed = started.elapsed();
     place_holds(state, offering).await?;
+    tracing::info!(
+        offering = %offering.id(),
+        compute_and_store_ms = computed.as_millis() as u64,
+        holds_ms = (started.elapsed() - computed).as_millis() as u64,
+        "allocation run"
+    );
     view(state, offering, None).await
 }
 
@@ -441,6 +449,9 @@ async fn place_holds(state: &AppState, offering: &Offering) -> ApiResult<()> {
             &[&offering.id()],
         )
         .await?;
+    // Everyone's accounts in a few full batches first; the holds then take one round trip.
+    let people: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+    state.ledger.prepare_people(&offering.spec, &people).await?;
     let holds = rows.iter().map(|r| {
         let (user_id, allotted): (i64, i64) = (r.get(0), r.get(1));
         let request = HoldRequest {
