@@ -301,8 +301,9 @@ fn print(metrics: &[Metric], json: bool) {
             } else {
                 serde_json::Value::from((m.value * scale).round() / scale)
             };
-            let line = serde_json::json!({ "name": m.name, "value": value, "unit": m.unit });
-            println!("{line}");
+            // Written by hand to keep the documented key order; `json!` sorts keys.
+            let (name, unit) = (serde_json::Value::from(m.name), serde_json::Value::from(m.unit));
+            println!(r#"{{"name":{name},"value":{value},"unit":{unit}}}"#);
         } else {
             println!("{:<24} {:>14.*}  {}", m.name, m.decimals, m.value, m.unit);
         }
