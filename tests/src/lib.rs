@@ -7,3 +7,11 @@
 pub mod app;
 pub mod finance;
 pub mod tigerbeetle;
+
+/// One benchmark figure as the JSON line `./ops/bench --json` promises:
+/// `{"name":..,"value":..,"unit":..}`, keys in that order (serde_json would sort them).
+pub fn json_metric(name: &str, value: f64, unit: &str) -> String {
+    let value = serde_json::Value::from((value * 1000.0).round() / 1000.0);
+    let (name, unit) = (serde_json::Value::from(name), serde_json::Value::from(unit));
+    format!(r#"{{"name":{name},"value":{value},"unit":{unit}}}"#)
+}

@@ -249,13 +249,7 @@ async fn post(
 fn print(metrics: &[Metric], json: bool) {
     for m in metrics {
         if json {
-            let scale = 10f64.powi(m.decimals as i32);
-            let value = if m.decimals == 0 {
-                Value::from(m.value.round() as u64)
-            } else {
-                Value::from((m.value * scale).round() / scale)
-            };
-            println!("{}", json!({ "name": m.name, "value": value, "unit": m.unit }));
+            println!("{}", allot_tests::json_metric(m.name, m.value, m.unit));
         } else {
             println!("{:<24} {:>14.*}  {}", m.name, m.decimals, m.value, m.unit);
         }

@@ -311,10 +311,7 @@ fn clone_args(a: &Args) -> Args {
 fn print(metrics: &Metrics, json: bool) {
     for (name, value, unit) in metrics {
         if json {
-            println!(
-                "{}",
-                json!({"name": name, "value": (value * 1000.0).round() / 1000.0, "unit": unit})
-            );
+            println!("{}", allot_tests::json_metric(name, *value, unit));
         } else {
             println!("{name:<36} {value:>14.2} {unit}");
         }
