@@ -2,7 +2,7 @@
 //! call. Nothing here touches Postgres; the projector copies holds there afterwards.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use allot_ledger::{HoldId, HoldInfo, HoldOutcome, HoldRejection, HoldRequest, HoldState};
 use serde::{Deserialize, Serialize};
@@ -219,11 +219,6 @@ pub fn ledger_timeout() -> ApiError {
     metrics::counter!("allot_ledger_timeouts_total").increment(1);
     tracing::warn!("ledger call timed out");
     ApiError::new(ErrorCode::LedgerUnavailable)
-}
-
-/// `SystemTime` to the wire format.
-pub fn rfc3339(t: SystemTime) -> OffsetDateTime {
-    t.into()
 }
 
 /// How long after its deadline a hold that the projector has not seen resolved is marked
