@@ -396,8 +396,13 @@ pub async fn room(state: &AppState, offering: &Offering) -> ApiResult<Arc<Room>>
 async fn load(state: &AppState, offering: &Offering) -> ApiResult<Arc<Room>> {
     // The draw's seed is committed when the pre-queue opens, before anyone can join.
     super::book::seed(state, offering.id(), "queue").await?;
-    let client = state.db.get().await?;
-    client
+    // The connection goes back before `refresh` takes one: a burst of first joins, each
+    // holding one while waiting for a second, would otherwise take the whole pool and wait
+    // on each other forever.
+    state
+        .db
+        .get()
+        .await?
         .execute(
             "INSERT INTO queue_state (offering_id) VALUES ($1) ON CONFLICT DO NOTHING",
             &[&offering.id()],
