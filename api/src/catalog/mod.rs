@@ -112,6 +112,11 @@ impl Catalog {
         self.by_id.read().expect("not poisoned").get(id).cloned()
     }
 
+    /// The offering a request names by id, or the `offering_not_found` every route answers.
+    pub fn find(&self, id: &str) -> ApiResult<Arc<Offering>> {
+        self.get(id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))
+    }
+
     pub fn by_number(&self, number: u32) -> Option<Arc<Offering>> {
         let by_id = self.by_id.read().expect("not poisoned");
         by_id.values().find(|o| o.spec.number == number).cloned()

@@ -5,8 +5,7 @@ use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::auth::Principal;
-use crate::catalog::Offering;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult};
 use crate::fairness::book::{self, AllocationView, SubscribeRequest, SubscriptionView};
 use crate::fairness::draw;
 use crate::identity::Role;
@@ -19,10 +18,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(show)
         .service(export)
         .service(allocate);
-}
-
-fn offering(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<Offering>> {
-    state.catalog.get(id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))
 }
 
 /// Subscribes for an amount while the window is open (201), or changes it (200). Nothing
@@ -45,7 +40,7 @@ pub async fn subscribe(
 ) -> ApiResult<HttpResponse> {
     state.fairness.limits.check_ip(&req)?;
     state.fairness.limits.check_user(who.user_id)?;
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     let (view, created) = book::subscribe(&state, &offering, &who, body.quantity).await?;
     Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(view))
 }
@@ -64,7 +59,7 @@ pub async fn change(
 ) -> ApiResult<HttpResponse> {
     state.fairness.limits.check_ip(&req)?;
     state.fairness.limits.check_user(who.user_id)?;
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     let (view, _) = book::subscribe(&state, &offering, &who, body.quantity).await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -80,7 +75,7 @@ pub async fn withdraw(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     state.fairness.limits.check_user(who.user_id)?;
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     book::withdraw(&state, &offering, &who).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -95,7 +90,7 @@ pub async fn show(
     who: Option<Principal>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     Ok(HttpResponse::Ok().json(book::view(&state, &offering, who.as_ref()).await?))
 }
 
@@ -106,7 +101,7 @@ pub async fn show(
         (status = 409, body = crate::error::ErrorBody)))]
 #[get("/v1/offerings/{id}/allocation/export")]
 pub async fn export(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     let body = book::export(&state, &offering).await?;
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").body(body))
 }
@@ -138,7 +133,7 @@ pub async fn allocate(
     body: Option<web::Json<AllocateRequest>>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     let seed = match body.and_then(|b| b.into_inner().seed) {
         Some(text) => Some(
             draw::parse_seed(&text).ok_or_else(|| ApiError::validation("seed", "64 hex digits"))?,

@@ -4,7 +4,7 @@ use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 
 use crate::catalog::{Offering, OfferingConfig};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -78,7 +78,6 @@ pub async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 ))]
 #[get("/v1/offerings/{id}")]
 pub async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
-    let offering =
-        state.catalog.get(&id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))?;
+    let offering = state.catalog.find(&id)?;
     Ok(HttpResponse::Ok().json(view(&state, &offering).await?))
 }

@@ -24,8 +24,7 @@ const STREAM_SECONDS_MAX: u64 = 900;
 const STREAM_INTERVAL: Duration = Duration::from_secs(1);
 
 fn queued(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<Offering>> {
-    let offering =
-        state.catalog.get(id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))?;
+    let offering = state.catalog.find(id)?;
     if !offering.config.queue {
         return Err(ApiError::field(ErrorCode::QueueNotEnabled, "id"));
     }

@@ -12,8 +12,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
-use crate::catalog::Offering;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult};
 use crate::identity::Role;
 use crate::reports::{self, OfferingReport};
 use crate::state::AppState;
@@ -25,10 +24,6 @@ const READERS: [Role; 2] = [Role::Official, Role::Admin];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(show).service(view_token).service(dashboard).service(events);
-}
-
-fn offering(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<Offering>> {
-    state.catalog.get(id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))
 }
 
 /// An offering's live figures: supply, held, confirmed, expired, cancelled, deposits,
@@ -48,7 +43,7 @@ pub async fn show(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     who.require(&READERS)?;
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     Ok(HttpResponse::Ok().json(reports::build(&state, &offering).await?))
 }
 
@@ -76,7 +71,7 @@ pub async fn view_token(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     who.require(&READERS)?;
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     let (token, expires_at) = reports::issue_view_token(&state, offering.id(), who.user_id)?;
     let dashboard_url = format!("/v1/reports/offerings/{}/dashboard?view={token}", offering.id());
     Ok(HttpResponse::Created().json(ViewToken { token, expires_at, dashboard_url }))
@@ -103,7 +98,7 @@ pub async fn dashboard(
     id: web::Path<String>,
     query: web::Query<ViewQuery>,
 ) -> ApiResult<HttpResponse> {
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     reports::check_view_token(&state, offering.id(), &query.view)?;
     let header = req.headers().get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
     let lang = match query.lang.as_deref() {
@@ -141,7 +136,7 @@ pub async fn events(
     id: web::Path<String>,
     query: web::Query<ViewQuery>,
 ) -> ApiResult<HttpResponse> {
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     let (_, expires) = reports::check_view_token(&state, offering.id(), &query.view)?;
     let stream = futures::stream::unfold(
         (state, offering, true),

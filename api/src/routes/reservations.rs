@@ -39,8 +39,7 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let key = req.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok());
     let key = domain::check_key(key)?;
-    let offering =
-        state.catalog.get(&id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))?;
+    let offering = state.catalog.find(&id)?;
     let admission = req.headers().get("X-Queue-Admission").and_then(|v| v.to_str().ok());
     let (reservation, _replayed) =
         domain::reserve(&state, &offering, &who, key, &body, admission).await?;

@@ -11,10 +11,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(join).service(mine).service(leave);
 }
 
-fn offering(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<crate::catalog::Offering>> {
-    state.catalog.get(id).ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "id"))
-}
-
 /// Joins the waitlist when the zone cannot serve the quantity now (201), or answers the
 /// existing entry (200). Freed units are offered in order as holds of their own.
 #[utoipa::path(post, path = "/v1/offerings/{id}/waitlist", request_body = JoinWaitlist,
@@ -35,7 +31,7 @@ pub async fn join(
 ) -> ApiResult<HttpResponse> {
     state.fairness.limits.check_ip(&req)?;
     state.fairness.limits.check_user(who.user_id)?;
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     let (entry, created) = waitlist::join(&state, &offering, &who, &body).await?;
     Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(entry))
 }
@@ -50,7 +46,7 @@ pub async fn mine(
     who: Principal,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     let entry = waitlist::mine(&state, &offering, &who)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
@@ -67,7 +63,7 @@ pub async fn leave(
     who: Principal,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let offering = offering(&state, &id)?;
+    let offering = state.catalog.find(&id)?;
     waitlist::leave(&state, &offering, &who).await?;
     Ok(HttpResponse::NoContent().finish())
 }
