@@ -81,7 +81,22 @@ ensure_postgres() {
     export PG_BIN
 }
 
+# The compiler named in rust-toolchain.toml. rustup would try to download it; when the
+# machine's stable toolchain is that release, a link to it is all that is needed.
+ensure_toolchain() {
+    command -v rustup >/dev/null 2>&1 || return 0
+    local want
+    want=$(sed -n 's/^channel = "\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")
+    rustup toolchain list | grep -q "^$want" && return 0
+    local stable
+    stable=$(rustup run stable rustc --version | awk '{print $2}')
+    [ "$stable" = "$want" ] || die "rust-toolchain.toml wants Rust $want; this machine's stable is $stable"
+    log "linking toolchain $want to the machine's stable toolchain"
+    rustup toolchain link "$want" "$(rustup run stable rustc --print sysroot)"
+}
+
 ensure_build_deps() {
+    ensure_toolchain
     ensure_libclang
     ensure_zig
 }
