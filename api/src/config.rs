@@ -1,61 +1,120 @@
 //! Layered configuration: built-in defaults, then a TOML file (`ALLOT_CONFIG`, default
 //! `config/allot.toml` when present), then `ALLOT_*` environment variables.
+//!
+//! Settings are grouped by the part of the service that reads them, and each part is
+//! handed only its group. The TOML file uses the groups as tables (`[ledger]`,
+//! `addresses = "..."`); the environment keeps one flat, documented name per setting
+//! ([`ENV_NAMES`]: `ALLOT_TB_ADDRESSES` sets `ledger.addresses`). Secrets are [`Secret`]s:
+//! printing the settings never prints a key.
 
 use std::path::PathBuf;
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use allot_secrets::Secret;
+use figment::providers::{Data, Env, Format, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Where the API listens. Port 0 picks a free port (tests).
-    pub http_addr: String,
-    pub database_url: String,
-    /// Postgres connections per API process.
-    pub database_pool_max: usize,
-    /// TigerBeetle replica addresses, comma-separated (`3001` alone means a local port).
-    #[serde(deserialize_with = "string_or_number")]
-    pub tb_addresses: String,
-    pub tb_cluster: u64,
-    /// A ledger call that takes longer than this fails closed with `ledger_unavailable`.
-    pub tb_timeout_ms: u64,
-    /// Offering files loaded (and created if missing) at start.
-    pub offerings_dir: PathBuf,
+    /// Development conveniences (generated secrets, dev admin, sandbox payments).
+    pub dev_mode: bool,
     /// Local state for development: generated secrets and the dev admin's credentials.
     pub data_dir: PathBuf,
-    /// Development conveniences (generated secrets, dev admin). Never on in production.
-    pub dev_mode: bool,
-    /// HMAC key for access tokens, hex. Generated into `data_dir` in dev mode when empty.
-    pub token_secret: String,
-    /// HMAC key for national-ID lookup hashes, hex. Same rules as `token_secret`.
-    pub identity_key: String,
-    pub access_token_seconds: u64,
-    pub refresh_token_seconds: u64,
+    /// Offering files loaded (and created if missing) at start.
+    pub offerings_dir: PathBuf,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub ledger: LedgerSettings,
+    pub identity: IdentitySettings,
+    pub payments: PaymentSettings,
+    pub notify: NotifySettings,
+    pub exports: ExportSettings,
+    pub fairness: FairnessSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Where the API listens. Port 0 picks a free port (tests).
+    pub addr: String,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
     /// Request bodies above this are refused with `payload_too_large`.
     pub body_bytes_max: usize,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+    /// `json` for production logs, `pretty` for a terminal.
+    pub log_format: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    /// Postgres connections per API process.
+    pub pool_max: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// TigerBeetle replica addresses, comma-separated (`3001` alone means a local port).
+    #[serde(deserialize_with = "string_or_number")]
+    pub addresses: String,
+    pub cluster: u64,
+    /// A ledger call that takes longer than this fails closed with `ledger_unavailable`.
+    pub timeout_ms: u64,
     /// How often the projector copies new ledger events into Postgres.
     pub projector_interval_ms: u64,
     /// Live offering figures are cached at most this long.
     pub availability_cache_ms: u64,
-    /// `json` for production logs, `pretty` for a terminal.
-    pub log_format: String,
-    pub workers: usize,
-    /// HMAC keys of the bank's and the sandbox's payment webhooks, hex. Generated into
-    /// `data_dir` in dev mode when empty; production must set the bank's.
-    pub webhook_secret_bank: String,
-    pub webhook_secret_sandbox: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// HMAC key for access tokens, hex. Generated into the dev secret store in dev mode
+    /// when empty.
+    pub token_secret: Secret,
+    /// HMAC key for identity lookup hashes, hex. Same rules as `token_secret`.
+    pub identity_key: Secret,
+    pub access_token_seconds: u64,
+    pub refresh_token_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// HMAC keys of the bank's and the sandbox's payment webhooks, hex. Generated in dev
+    /// mode when empty; production must set the bank's.
+    pub webhook_secret_bank: Secret,
+    pub webhook_secret_sandbox: Secret,
     /// PromptPay biller ID printed in every payment QR: tax ID + 2-digit suffix.
     pub promptpay_biller_id: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
     /// Where notifications go: `log`, `smtp://host:port`, an `http(s)://` webhook, or
     /// `none` (this process does not send; another one drains the outbox).
-    pub notify_url: String,
+    pub url: String,
     /// Sender address of notification emails.
-    pub notify_from: String,
-    /// Ed25519 key (32-byte seed, hex) that signs ledger exports. Generated into `data_dir`
-    /// in dev mode when empty (shared with the `reconcile` CLI there); production must set it.
-    pub export_signing_key: String,
+    pub from: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Ed25519 key (32-byte seed, hex) that signs ledger exports. Generated in dev mode
+    /// when empty (shared with the `reconcile` CLI there); production must set it.
+    pub signing_key: Secret,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FairnessSettings {
     /// Proof-of-work difficulty (ALTCHA, PBKDF2/SHA-256): iterations per attempt, and the
     /// largest secret counter a client may have to reach. Expected work is about
     /// `pow_cost * pow_counter_max * 3/4` iterations.
@@ -69,8 +128,6 @@ pub struct Settings {
     pub rate_limit_ip_burst: u32,
     pub rate_limit_user_per_second: u32,
     pub rate_limit_user_burst: u32,
-    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
     /// Waiting room: people admitted per second per offering, how long an admission lasts,
     /// and the reservation p99 latency above which admission holds back.
     pub queue_admissions_per_second: u32,
@@ -83,30 +140,81 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            http_addr: "127.0.0.1:8080".into(),
-            database_url: "postgres://allot@127.0.0.1:5433/allot".into(),
-            database_pool_max: 32,
-            tb_addresses: "127.0.0.1:3001".into(),
-            tb_cluster: 0,
-            tb_timeout_ms: 2_000,
-            offerings_dir: "offerings".into(),
-            data_dir: ".data".into(),
             dev_mode: true,
-            token_secret: String::new(),
-            identity_key: String::new(),
-            access_token_seconds: 15 * 60,
-            refresh_token_seconds: 30 * 24 * 3600,
+            data_dir: ".data".into(),
+            offerings_dir: "offerings".into(),
+            http: HttpSettings::default(),
+            database: DatabaseSettings::default(),
+            ledger: LedgerSettings::default(),
+            identity: IdentitySettings::default(),
+            payments: PaymentSettings::default(),
+            notify: NotifySettings::default(),
+            exports: ExportSettings::default(),
+            fairness: FairnessSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            addr: "127.0.0.1:8080".into(),
+            workers: 0,
             body_bytes_max: 16 * 1024,
+            trust_forwarded_for: false,
+            log_format: "json".into(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings { url: "postgres://allot@127.0.0.1:5433/allot".into(), pool_max: 32 }
+    }
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            addresses: "127.0.0.1:3001".into(),
+            cluster: 0,
+            timeout_ms: 2_000,
             projector_interval_ms: 100,
             availability_cache_ms: 100,
-            log_format: "json".into(),
-            workers: 0,
-            webhook_secret_bank: String::new(),
-            webhook_secret_sandbox: String::new(),
+        }
+    }
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        IdentitySettings {
+            token_secret: Secret::default(),
+            identity_key: Secret::default(),
+            access_token_seconds: 15 * 60,
+            refresh_token_seconds: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            webhook_secret_bank: Secret::default(),
+            webhook_secret_sandbox: Secret::default(),
             promptpay_biller_id: "010555512345601".into(),
-            notify_url: "log".into(),
-            notify_from: "allot <no-reply@allot.invalid>".into(),
-            export_signing_key: String::new(),
+        }
+    }
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings { url: "log".into(), from: "allot <no-reply@allot.invalid>".into() }
+    }
+}
+
+impl Default for FairnessSettings {
+    fn default() -> Self {
+        FairnessSettings {
             pow_cost: 1_000,
             pow_counter_max: 20_000,
             pow_challenge_seconds: 300,
@@ -114,7 +222,6 @@ impl Default for Settings {
             rate_limit_ip_burst: 60,
             rate_limit_user_per_second: 5,
             rate_limit_user_burst: 20,
-            trust_forwarded_for: false,
             queue_admissions_per_second: 200,
             queue_admission_seconds: 600,
             queue_latency_p99_ms_max: 500,
@@ -123,20 +230,62 @@ impl Default for Settings {
     }
 }
 
+/// The environment's name for every setting (after `ALLOT_`, lower-cased) and the setting
+/// it sets. These names are the operators' interface: never rename one.
+pub const ENV_NAMES: &[(&str, &str)] = &[
+    ("dev_mode", "dev_mode"),
+    ("data_dir", "data_dir"),
+    ("offerings_dir", "offerings_dir"),
+    ("http_addr", "http.addr"),
+    ("workers", "http.workers"),
+    ("body_bytes_max", "http.body_bytes_max"),
+    ("trust_forwarded_for", "http.trust_forwarded_for"),
+    ("log_format", "http.log_format"),
+    ("database_url", "database.url"),
+    ("database_pool_max", "database.pool_max"),
+    ("tb_addresses", "ledger.addresses"),
+    ("tb_cluster", "ledger.cluster"),
+    ("tb_timeout_ms", "ledger.timeout_ms"),
+    ("projector_interval_ms", "ledger.projector_interval_ms"),
+    ("availability_cache_ms", "ledger.availability_cache_ms"),
+    ("token_secret", "identity.token_secret"),
+    ("identity_key", "identity.identity_key"),
+    ("access_token_seconds", "identity.access_token_seconds"),
+    ("refresh_token_seconds", "identity.refresh_token_seconds"),
+    ("webhook_secret_bank", "payments.webhook_secret_bank"),
+    ("webhook_secret_sandbox", "payments.webhook_secret_sandbox"),
+    ("promptpay_biller_id", "payments.promptpay_biller_id"),
+    ("notify_url", "notify.url"),
+    ("notify_from", "notify.from"),
+    ("export_signing_key", "exports.signing_key"),
+    ("pow_cost", "fairness.pow_cost"),
+    ("pow_counter_max", "fairness.pow_counter_max"),
+    ("pow_challenge_seconds", "fairness.pow_challenge_seconds"),
+    ("rate_limit_ip_per_second", "fairness.rate_limit_ip_per_second"),
+    ("rate_limit_ip_burst", "fairness.rate_limit_ip_burst"),
+    ("rate_limit_user_per_second", "fairness.rate_limit_user_per_second"),
+    ("rate_limit_user_burst", "fairness.rate_limit_user_burst"),
+    ("queue_admissions_per_second", "fairness.queue_admissions_per_second"),
+    ("queue_admission_seconds", "fairness.queue_admission_seconds"),
+    ("queue_latency_p99_ms_max", "fairness.queue_latency_p99_ms_max"),
+    ("queue_ticket_seconds", "fairness.queue_ticket_seconds"),
+];
+
 impl Settings {
     pub fn load() -> Result<Settings, Box<figment::Error>> {
         let file = std::env::var("ALLOT_CONFIG").unwrap_or_else(|_| "config/allot.toml".into());
-        // Only variables naming a setting: the ops scripts export other ALLOT_* variables
-        // (ports, paths) that are theirs, and unknown keys in the file are still errors.
-        let defaults = serde_json::to_value(Settings::default()).expect("serializes");
-        let known: Vec<String> = defaults.as_object().expect("a struct").keys().cloned().collect();
-        Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::file(file))
-            .merge(
-                Env::prefixed("ALLOT_").filter(move |key| known.iter().any(|k| key == k.as_str())),
-            )
-            .extract()
-            .map_err(Box::new)
+        Self::figment(Toml::file(file)).extract().map_err(Box::new)
+    }
+
+    /// Defaults come from `Default` (every group is `#[serde(default)]`); the file, then the
+    /// environment, override them. Only variables naming a setting are read: the ops
+    /// scripts export other `ALLOT_*` variables (ports, paths) that are theirs, and unknown
+    /// keys in the file are still errors.
+    fn figment(file: Data<Toml>) -> Figment {
+        let env = Env::prefixed("ALLOT_").filter_map(|key| {
+            ENV_NAMES.iter().find(|(name, _)| key == *name).map(|(_, path)| (*path).into())
+        });
+        Figment::new().merge(file).merge(env)
     }
 }
 
@@ -152,4 +301,60 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
         Text::S(s) => s,
         Text::N(n) => n.to_string(),
     })
+}
+
+#[cfg(test)]
+// figment's test jail returns its own (large) error type; these closures cannot box it.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use allot_secrets::ExposeSecret;
+
+    #[test]
+    fn flat_environment_names_set_grouped_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ALLOT_TB_ADDRESSES", "3001,3002");
+            jail.set_env("ALLOT_TOKEN_SECRET", "ab".repeat(32));
+            jail.set_env("ALLOT_POW_COST", "7");
+            jail.set_env("ALLOT_DEV_MODE", "true");
+            jail.set_env("ALLOT_TB_PORT", "9999"); // an ops variable, not a setting
+            let s: Settings = Settings::figment(Toml::file("none.toml")).extract()?;
+            assert_eq!(s.ledger.addresses, "3001,3002");
+            assert_eq!(s.identity.token_secret.expose_secret(), "ab".repeat(32));
+            assert_eq!(s.fairness.pow_cost, 7);
+            assert!(s.dev_mode);
+            assert_eq!(s.http.addr, "127.0.0.1:8080", "defaults fill the rest");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_file_uses_groups_and_unknown_keys_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "[notify]\nurl = \"none\"\n[ledger]\naddresses = 3001\n")?;
+            let s: Settings = Settings::figment(Toml::file("a.toml")).extract()?;
+            assert_eq!((s.notify.url.as_str(), s.ledger.addresses.as_str()), ("none", "3001"));
+            jail.create_file("b.toml", "[notify]\nurll = \"none\"\n")?;
+            assert!(Settings::figment(Toml::file("b.toml")).extract::<Settings>().is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_environment_name_is_a_setting_and_secrets_never_print() {
+        let mut s = Settings::default();
+        s.identity.token_secret = "feedface".repeat(8).into();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("feedface"), "{printed}");
+        for (name, _) in ENV_NAMES {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(format!("ALLOT_{}", name.to_uppercase()), "1");
+                // A type error is fine (a path takes "1"); an unknown field is not.
+                if let Err(e) = Settings::figment(Toml::file("none.toml")).extract::<Settings>() {
+                    assert!(!e.to_string().contains("unknown field"), "{name}: {e}");
+                }
+                Ok(())
+            });
+        }
+    }
 }

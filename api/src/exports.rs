@@ -10,6 +10,7 @@ use actix_web::web::Bytes;
 use allot_ledger::ids;
 use allot_reconcile::export::{self, BundleSink, Emit, ExportRequest};
 use allot_reconcile::keys::SigningKey;
+use allot_secrets::ExposeSecret;
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
@@ -34,15 +35,15 @@ pub fn slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
 
 /// The signing key: configured, or in dev mode the one generated into the data directory.
 pub fn signing_key(settings: &Settings) -> Result<SigningKey, ApiError> {
-    if !settings.export_signing_key.is_empty() {
-        return allot_reconcile::keys::from_hex(&settings.export_signing_key)
-            .map_err(ApiError::internal);
+    let source = crate::secrets::Source::new(settings).map_err(ApiError::internal)?;
+    match source.get(&settings.exports.signing_key, |d| &d.export_signing_key) {
+        Some(hex) => {
+            allot_reconcile::keys::from_hex(hex.expose_secret()).map_err(ApiError::internal)
+        }
+        None => Err(ApiError::unavailable(
+            "no export signing key configured (ALLOT_EXPORT_SIGNING_KEY)",
+        )),
     }
-    if settings.dev_mode {
-        return allot_reconcile::keys::load_or_generate(&settings.data_dir)
-            .map_err(ApiError::internal);
-    }
-    Err(ApiError::unavailable("no export signing key configured (ALLOT_EXPORT_SIGNING_KEY)"))
 }
 
 /// Every ledger of the offerings this instance serves: money first, then each offering's
@@ -79,7 +80,7 @@ pub fn stream(
 ) -> impl futures::Stream<Item = Result<Bytes, io::Error>> {
     let (tx, rx) = mpsc::channel(PAGES_BUFFERED_MAX);
     let request = ExportRequest {
-        cluster: state.settings.tb_cluster.into(),
+        cluster: state.settings.ledger.cluster.into(),
         ledgers: ledgers(state),
         from,
         to,

@@ -34,10 +34,10 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
         crate::metrics::handle();
         let secrets = crate::secrets::load(&settings)?;
-        let db = crate::db::pool(&settings.database_url, settings.database_pool_max)?;
+        let db = crate::db::pool(&settings.database.url, settings.database.pool_max)?;
         crate::db::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
         let ledger = Arc::new(
-            Ledger::connect(settings.tb_cluster.into(), &settings.tb_addresses)
+            Ledger::connect(settings.ledger.cluster.into(), &settings.ledger.addresses)
                 .map_err(|e| e.to_string())?,
         );
         catalog::load_seed_files(&db, &settings.offerings_dir).await?;
@@ -49,7 +49,7 @@ impl Application {
             .map_err(|e| format!("loading offerings: {e:?}"))?;
 
         let state = web::Data::new(AppState {
-            tokens: TokenKeys::new(&secrets.token_secret, settings.access_token_seconds),
+            tokens: TokenKeys::new(&secrets.token_secret, settings.identity.access_token_seconds),
             fairness: crate::fairness::Fairness::new(
                 &settings,
                 &secrets.token_secret,
@@ -65,8 +65,8 @@ impl Application {
         routes::identity::bootstrap_dev_admin(&state).await?;
 
         let tasks = spawn_background(&state);
-        let listener = TcpListener::bind(&state.settings.http_addr)
-            .map_err(|e| format!("binding {}: {e}", state.settings.http_addr))?;
+        let listener = TcpListener::bind(&state.settings.http.addr)
+            .map_err(|e| format!("binding {}: {e}", state.settings.http.addr))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let server = serve(state.clone(), listener)?;
         Ok(Application { port, server, state, tasks })
@@ -91,7 +91,7 @@ impl Application {
 }
 
 fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
-    let interval = Duration::from_millis(state.settings.projector_interval_ms);
+    let interval = Duration::from_millis(state.settings.ledger.projector_interval_ms);
     let projector = tokio::spawn(crate::projector::run(
         state.ledger.clone(),
         state.db.clone(),
@@ -117,8 +117,8 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
 }
 
 fn serve(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, String> {
-    let body_max = state.settings.body_bytes_max;
-    let workers = match state.settings.workers {
+    let body_max = state.settings.http.body_bytes_max;
+    let workers = match state.settings.http.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
@@ -147,7 +147,7 @@ fn serve(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, St
 /// `main`: logging, configuration, build, serve.
 pub async fn run_from_env() -> Result<(), String> {
     let settings = Settings::load().map_err(|e| format!("configuration: {e}"))?;
-    init_logging(&settings.log_format);
+    init_logging(&settings.http.log_format);
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "allot-api serving");
     app.run_until_stopped().await.map_err(|e| e.to_string())

@@ -28,10 +28,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn tb_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings.tb_timeout_ms)
+        Duration::from_millis(self.settings.ledger.timeout_ms)
     }
 
     pub fn availability_max_age(&self) -> Duration {
-        Duration::from_millis(self.settings.availability_cache_ms)
+        Duration::from_millis(self.settings.ledger.availability_cache_ms)
     }
 }

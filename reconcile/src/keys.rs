@@ -1,16 +1,13 @@
 //! The Ed25519 key that signs export manifests.
 //!
 //! Production passes the key (32-byte seed, hex) in the environment or a file. In
-//! development a key is generated once into the data directory, so that exports from the
+//! development the key comes from the one dev secret store in the data directory, so that exports from the
 //! CLI and the API of one machine carry the same public key.
 
 use std::path::Path;
 
+use allot_secrets::ExposeSecret;
 pub use ed25519_dalek::SigningKey;
-use rand::RngCore;
-
-/// File name of the generated development key inside the data directory.
-pub const DEV_KEY_FILE: &str = "export_signing_key";
 
 /// A key from its hex seed.
 pub fn from_hex(text: &str) -> Result<SigningKey, String> {
@@ -26,27 +23,11 @@ pub fn from_file(path: &Path) -> Result<SigningKey, String> {
     from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The development key in `data_dir`, generated (readable by its owner only) if missing.
+/// The development key of `data_dir`: the one in the dev secret store
+/// (`allot_secrets::DevSecrets`), which the API of the same machine signs with too.
 pub fn load_or_generate(data_dir: &Path) -> Result<SigningKey, String> {
-    let path = data_dir.join(DEV_KEY_FILE);
-    if path.exists() {
-        return from_file(&path);
-    }
-    let mut seed = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut seed);
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    write_private(&path, hex::encode(seed).as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(SigningKey::from_bytes(&seed))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
+    let dev = allot_secrets::DevSecrets::load_or_create(data_dir)?;
+    from_hex(dev.export_signing_key.expose_secret())
 }
 
 /// A pinned public key from its hex form.

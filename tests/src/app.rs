@@ -69,24 +69,25 @@ pub fn settings(
     data_dir: &std::path::Path,
     offerings_dir: PathBuf,
 ) -> Settings {
-    Settings {
-        http_addr: "127.0.0.1:0".into(),
-        database_url: database_url.into(),
-        database_pool_max: 8,
-        tb_addresses: tigerbeetle::shared().address(),
+    let mut s = Settings {
         offerings_dir,
         data_dir: data_dir.into(),
         dev_mode: true,
-        projector_interval_ms: 50,
-        workers: 2,
-        // Cheap proof of work and no rate limits: tests register many people from one IP.
-        // The fairness tests turn both back on to test them.
-        pow_cost: 1,
-        pow_counter_max: 40,
-        rate_limit_ip_per_second: 0,
-        rate_limit_user_per_second: 0,
         ..Settings::default()
-    }
+    };
+    s.http.addr = "127.0.0.1:0".into();
+    s.http.workers = 2;
+    s.database.url = database_url.into();
+    s.database.pool_max = 8;
+    s.ledger.addresses = tigerbeetle::shared().address();
+    s.ledger.projector_interval_ms = 50;
+    // Cheap proof of work and no rate limits: tests register many people from one IP.
+    // The fairness tests turn both back on to test them.
+    s.fairness.pow_cost = 1;
+    s.fairness.pow_counter_max = 40;
+    s.fairness.rate_limit_ip_per_second = 0;
+    s.fairness.rate_limit_user_per_second = 0;
+    s
 }
 
 /// The repository's seed offerings (`offerings/*.toml`).

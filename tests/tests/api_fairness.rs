@@ -27,8 +27,8 @@ async fn start(
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
     let mut s = settings(&database_url, data_dir.path(), PathBuf::from("/nonexistent"));
-    s.pow_cost = 1;
-    s.pow_counter_max = 40;
+    s.fairness.pow_cost = 1;
+    s.fairness.pow_counter_max = 40;
     tweak(&mut s);
     let app = Application::build(s).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -264,7 +264,7 @@ async fn the_worked_example_allocates_exactly_and_anyone_can_recompute_it() {
 
 #[tokio::test]
 async fn oversubscribed_books_never_exceed_supply_or_any_request() {
-    let app = spawn(|s| s.rate_limit_user_burst = 100).await;
+    let app = spawn(|s| s.fairness.rate_limit_user_burst = 100).await;
     let admin = app.token(1, Role::Admin);
     app.create_offering(book_offering("crowd", 7_000, 100, 3.0)).await;
     let mut requests = Vec::new();
@@ -369,10 +369,10 @@ fn queued(id: &str, opens_in: Option<f64>) -> Value {
 #[tokio::test]
 async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission() {
     let app = spawn(|s| {
-        s.queue_admissions_per_second = 1;
-        s.queue_admission_seconds = 4;
-        s.rate_limit_user_burst = 1_000;
-        s.rate_limit_user_per_second = 1_000;
+        s.fairness.queue_admissions_per_second = 1;
+        s.fairness.queue_admission_seconds = 4;
+        s.fairness.rate_limit_user_burst = 1_000;
+        s.fairness.rate_limit_user_per_second = 1_000;
     })
     .await;
     app.create_offering(queued("show", Some(3.0))).await;
@@ -522,10 +522,12 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
         v
     };
     let data_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(app.data_dir.path().join("secrets.json"), data_dir.path().join("secrets.json"))
+    let secrets = std::fs::read(allot_secrets::DevSecrets::path(app.data_dir.path())).unwrap();
+    allot_secrets::write_private(&allot_secrets::DevSecrets::path(data_dir.path()), &secrets)
         .unwrap();
     let twin =
-        start(app.database_url.clone(), data_dir, |s| s.queue_admissions_per_second = 1).await;
+        start(app.database_url.clone(), data_dir, |s| s.fairness.queue_admissions_per_second = 1)
+            .await;
     let mut twin_positions = Vec::new();
     for (_, j) in fans.iter().chain(&late) {
         let ticket = j["ticket"].as_str().unwrap();
@@ -552,10 +554,10 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
 #[tokio::test]
 async fn admission_holds_back_while_the_reservation_path_is_slow() {
     let app = spawn(|s| {
-        s.queue_admissions_per_second = 50;
-        s.queue_latency_p99_ms_max = 100;
-        s.rate_limit_user_per_second = 1_000;
-        s.rate_limit_user_burst = 1_000;
+        s.fairness.queue_admissions_per_second = 50;
+        s.fairness.queue_latency_p99_ms_max = 100;
+        s.fairness.rate_limit_user_per_second = 1_000;
+        s.fairness.rate_limit_user_burst = 1_000;
     })
     .await;
     app.create_offering(queued("busy", None)).await;
@@ -588,10 +590,10 @@ async fn admission_holds_back_while_the_reservation_path_is_slow() {
 #[tokio::test]
 async fn proof_of_work_and_rate_limits_answer_with_their_codes() {
     let app = spawn(|s| {
-        s.rate_limit_user_per_second = 1;
-        s.rate_limit_user_burst = 3;
-        s.rate_limit_ip_per_second = 1;
-        s.rate_limit_ip_burst = 8;
+        s.fairness.rate_limit_user_per_second = 1;
+        s.fairness.rate_limit_user_burst = 3;
+        s.fairness.rate_limit_ip_per_second = 1;
+        s.fairness.rate_limit_ip_burst = 8;
     })
     .await;
     app.create_offering(queued("gig", None)).await;

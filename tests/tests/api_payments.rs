@@ -30,7 +30,7 @@ async fn spawn_app(offerings_dir: PathBuf, notify_url: &str) -> TestApp {
     let database_url = fresh_database().await;
     let data_dir = tempfile::tempdir().unwrap();
     let mut settings = settings(&database_url, data_dir.path(), offerings_dir);
-    settings.notify_url = notify_url.into();
+    settings.notify.url = notify_url.into();
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
@@ -141,7 +141,7 @@ async fn paying_the_deposit_confirms_once_however_often_the_bank_resends() {
     // The QR is a dynamic PromptPay bill payment for exactly that amount and reference.
     let qr = BillPayment::parse(intent["promptpay"]["payload"].as_str().unwrap()).unwrap();
     assert_eq!((qr.amount_satang, qr.ref1.as_str()), (Some(1_000_000), reference.as_str()));
-    assert_eq!(qr.biller_id, app.state.settings.promptpay_biller_id);
+    assert_eq!(qr.biller_id, app.state.settings.payments.promptpay_biller_id);
     let svg = app
         .client
         .get(app.url(intent["promptpay"]["qr_svg_url"].as_str().unwrap()))

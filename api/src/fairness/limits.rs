@@ -13,7 +13,7 @@ use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::Settings;
+use crate::config::FairnessSettings;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 
 pub struct Limits {
@@ -41,11 +41,11 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(
 }
 
 impl Limits {
-    pub fn new(settings: &Settings) -> Limits {
+    pub fn new(settings: &FairnessSettings, trust_forwarded_for: bool) -> Limits {
         Limits {
             per_ip: limiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst),
             per_user: limiter(settings.rate_limit_user_per_second, settings.rate_limit_user_burst),
-            trust_forwarded_for: settings.trust_forwarded_for,
+            trust_forwarded_for,
         }
     }
 
@@ -115,12 +115,12 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_the_user_waits_and_others_do_not() {
-        let settings = Settings {
+        let settings = FairnessSettings {
             rate_limit_user_per_second: 1,
             rate_limit_user_burst: 3,
-            ..Settings::default()
+            ..FairnessSettings::default()
         };
-        let limits = Limits::new(&settings);
+        let limits = Limits::new(&settings, false);
         for _ in 0..3 {
             limits.check_user(1).unwrap();
         }
@@ -128,7 +128,10 @@ mod tests {
         assert_eq!(err.code, ErrorCode::RateLimited);
         assert_eq!(err.args, vec![("retry_after", "1".to_string())]);
         limits.check_user(2).unwrap();
-        let off = Limits::new(&Settings { rate_limit_user_per_second: 0, ..Settings::default() });
+        let off = Limits::new(
+            &FairnessSettings { rate_limit_user_per_second: 0, ..FairnessSettings::default() },
+            false,
+        );
         for _ in 0..100 {
             off.check_user(1).unwrap();
         }

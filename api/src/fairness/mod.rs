@@ -57,10 +57,13 @@ impl Fairness {
     pub fn new(settings: &Settings, token_secret: &[u8], identity_key: &[u8]) -> Fairness {
         Fairness {
             tokens: tokens::QueueKeys::new(&subkey(token_secret, b"allot/queue-tokens/v1")),
-            pow: pow::Pow::new(settings, hex::encode(subkey(token_secret, b"allot/pow/v1"))),
+            pow: pow::Pow::new(
+                &settings.fairness,
+                hex::encode(subkey(token_secret, b"allot/pow/v1")),
+            ),
             queues: queue::Queues::default(),
             latency: latency::Window::default(),
-            limits: limits::Limits::new(settings),
+            limits: limits::Limits::new(&settings.fairness, settings.http.trust_forwarded_for),
             pseudonym_key: subkey(identity_key, b"allot/pseudonym/v1"),
         }
     }

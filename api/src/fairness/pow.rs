@@ -14,7 +14,7 @@ use altcha::{CreateChallengeOptions, Payload, SolveChallengeOptions, VerifySolut
 use base64::Engine;
 use rand::Rng;
 
-use crate::config::Settings;
+use crate::config::FairnessSettings;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
@@ -45,7 +45,7 @@ impl std::fmt::Debug for Pow {
 }
 
 impl Pow {
-    pub fn new(settings: &Settings, secret: String) -> Pow {
+    pub fn new(settings: &FairnessSettings, secret: String) -> Pow {
         Pow {
             key_secret: format!("{secret}/key"),
             secret,
@@ -148,7 +148,8 @@ mod tests {
     use super::*;
 
     fn easy() -> Pow {
-        let settings = Settings { pow_cost: 1, pow_counter_max: 20, ..Settings::default() };
+        let settings =
+            FairnessSettings { pow_cost: 1, pow_counter_max: 20, ..FairnessSettings::default() };
         Pow::new(&settings, "test-secret".into())
     }
 
@@ -160,7 +161,7 @@ mod tests {
         assert!(pow.solved(&payload));
         // Another server's challenge, or a tampered one, is refused.
         let other = Pow::new(
-            &Settings { pow_cost: 1, pow_counter_max: 20, ..Settings::default() },
+            &FairnessSettings { pow_cost: 1, pow_counter_max: 20, ..FairnessSettings::default() },
             "x".into(),
         );
         assert!(!other.solved(&payload));

@@ -142,7 +142,7 @@ pub fn status(
         .get(offering.id())
         .ok_or_else(|| ApiError::unavailable("waiting room not loaded yet"))?;
     let serving = room.serving();
-    let rate = state.settings.queue_admissions_per_second.max(1) as u64;
+    let rate = state.settings.fairness.queue_admissions_per_second.max(1) as u64;
     let now = unix_now();
     let until_open =
         offering.config.opens_at.map_or(0, |t| (t.unix_timestamp() as u64).saturating_sub(now));
@@ -169,7 +169,7 @@ pub fn status(
             admission_expires_at: None,
         });
     };
-    let expires = admitted_at + state.settings.queue_admission_seconds;
+    let expires = admitted_at + state.settings.fairness.queue_admission_seconds;
     let mut out = QueueStatus {
         position: Some(position),
         serving,
@@ -229,7 +229,7 @@ fn ticket(
         entry: entry.clone(),
         pos: position,
         iat: joined_at,
-        exp: joined_at + state.settings.queue_ticket_seconds,
+        exp: joined_at + state.settings.fairness.queue_ticket_seconds,
         aud: AUDIENCE_TICKET.into(),
     };
     JoinResponse {
@@ -518,12 +518,10 @@ async fn advance(
     instance: uuid::Uuid,
     elapsed: Duration,
 ) -> ApiResult<()> {
-    let rate = state.settings.queue_admissions_per_second as f64;
-    let saturated = state
-        .fairness
-        .latency
-        .p99()
-        .is_some_and(|p| p > Duration::from_millis(state.settings.queue_latency_p99_ms_max));
+    let rate = state.settings.fairness.queue_admissions_per_second as f64;
+    let saturated = state.fairness.latency.p99().is_some_and(|p| {
+        p > Duration::from_millis(state.settings.fairness.queue_latency_p99_ms_max)
+    });
     let step = {
         let mut inner = room.inner.lock().expect("not poisoned");
         inner.allowance = if saturated {

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
-use crate::secrets::{decode, load_or_generate, random_key_hex};
+use crate::secrets::Source;
 
 /// Deliveries older or newer than this are refused: a captured webhook cannot be replayed
 /// later, and a bank's clock may be a little off.
@@ -205,34 +205,23 @@ pub struct Gateways {
     pub sandbox: Option<SignedWebhook>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredSecrets {
-    sandbox: String,
-    bank: String,
-}
-
 impl Gateways {
-    /// Secrets come from settings (hex); in dev mode missing ones are generated once into
-    /// `data_dir/webhook_secrets.json` so that signatures survive restarts. Production
-    /// without a bank secret fails to start rather than accept unsigned money.
+    /// Secrets come from settings (hex); in dev mode missing ones come from the dev secret
+    /// store, so that signatures survive restarts. Production without a bank secret fails
+    /// to start rather than accept unsigned money.
     pub fn load(settings: &Settings) -> Result<Gateways, String> {
-        let (mut bank, mut sandbox) =
-            (settings.webhook_secret_bank.clone(), settings.webhook_secret_sandbox.clone());
-        if settings.dev_mode && (bank.is_empty() || sandbox.is_empty()) {
-            let stored = load_or_generate(&settings.data_dir.join("webhook_secrets.json"), || {
-                StoredSecrets { sandbox: random_key_hex(), bank: random_key_hex() }
-            })?;
-            if bank.is_empty() {
-                bank = stored.bank;
-            }
-            if sandbox.is_empty() {
-                sandbox = stored.sandbox;
-            }
-        }
-        check_biller_id(&settings.promptpay_biller_id)?;
-        let bank = SignedWebhook::new(GatewayKind::Bank, decode("webhook_secret_bank", &bank)?);
+        let source = Source::new(settings)?;
+        let payments = &settings.payments;
+        check_biller_id(&payments.promptpay_biller_id)?;
+        let bank = source.key("webhook_secret_bank", &payments.webhook_secret_bank, |d| {
+            &d.webhook_secret_bank
+        })?;
+        let bank = SignedWebhook::new(GatewayKind::Bank, bank);
         let sandbox = if settings.dev_mode {
-            let key = decode("webhook_secret_sandbox", &sandbox)?;
+            let key =
+                source.key("webhook_secret_sandbox", &payments.webhook_secret_sandbox, |d| {
+                    &d.webhook_secret_sandbox
+                })?;
             Some(SignedWebhook::new(GatewayKind::Sandbox, key))
         } else {
             None
@@ -300,13 +289,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("allot-gw-{}", uuid::Uuid::new_v4()));
         let prod = Settings { dev_mode: false, data_dir: dir.clone(), ..Settings::default() };
         assert!(Gateways::load(&prod).unwrap_err().contains("webhook_secret_bank"));
-        let prod = Settings { webhook_secret_bank: "ab".repeat(32), ..prod };
+        let mut prod = prod;
+        prod.payments.webhook_secret_bank = "ab".repeat(32).into();
         let gateways = Gateways::load(&prod).unwrap();
         assert!(gateways.get(GatewayKind::Sandbox).is_none());
         assert!(gateways.get(GatewayKind::Bank).is_some());
-        let short = Settings { webhook_secret_bank: "ab".repeat(8), ..prod.clone() };
+        let mut short = prod.clone();
+        short.payments.webhook_secret_bank = "ab".repeat(8).into();
         assert!(Gateways::load(&short).is_err(), "a short key is refused");
-        let biller = Settings { promptpay_biller_id: "123".into(), ..prod };
+        let mut biller = prod;
+        biller.payments.promptpay_biller_id = "123".into();
         assert!(Gateways::load(&biller).unwrap_err().contains("promptpay_biller_id"));
 
         // Dev mode generates both secrets once and keeps them across restarts.

@@ -254,7 +254,7 @@ pub async fn create(
         // Staff may read a reservation but only its owner pays for it.
         return Err(ApiError::field(ErrorCode::ReservationNotFound, "reservation_id"));
     }
-    let biller = &state.settings.promptpay_biller_id;
+    let biller = &state.settings.payments.promptpay_biller_id;
     if let Some(existing) = load_by_reservation(state, &reservation.reservation_id).await? {
         return Ok((existing.describe(biller)?, false));
     }
@@ -398,7 +398,7 @@ pub async fn read(state: &AppState, who: &Principal, payment_id: &str) -> ApiRes
     if stored.user_id != who.user_id && !who.is_staff() {
         return Err(not_found());
     }
-    stored.describe(&state.settings.promptpay_biller_id)
+    stored.describe(&state.settings.payments.promptpay_biller_id)
 }
 
 /// The QR image of a payment intent.
@@ -406,7 +406,7 @@ pub async fn qr_svg(state: &AppState, payment_id: &str) -> ApiResult<String> {
     let not_found = || ApiError::field(ErrorCode::PaymentNotFound, "payment_id");
     parse_payment_id(payment_id).ok_or_else(not_found)?;
     let stored = load_by_id(state, payment_id).await?.ok_or_else(not_found)?;
-    let payload = stored.qr(&state.settings.promptpay_biller_id)?;
+    let payload = stored.qr(&state.settings.payments.promptpay_biller_id)?;
     promptpay::svg(&payload).map_err(ApiError::internal)
 }
 

@@ -11,7 +11,7 @@ use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::NotifySettings;
 
 /// A rendered notification, ready to go.
 #[derive(Clone, Debug, Serialize)]
@@ -148,8 +148,8 @@ impl Sender for SmtpSender {
 }
 
 /// The sender `notify_url` names; `None` for `none` (this process does not send).
-pub fn from_settings(settings: &Settings) -> Result<Option<Box<dyn Sender>>, String> {
-    let url = settings.notify_url.trim();
+pub fn from_settings(settings: &NotifySettings) -> Result<Option<Box<dyn Sender>>, String> {
+    let url = settings.url.trim();
     if url == "none" {
         return Ok(None);
     }
@@ -166,7 +166,7 @@ pub fn from_settings(settings: &Settings) -> Result<Option<Box<dyn Sender>>, Str
             }
             None => (rest.trim_end_matches('/'), 25),
         };
-        return Ok(Some(Box::new(SmtpSender::new(host, port, &settings.notify_from)?)));
+        return Ok(Some(Box::new(SmtpSender::new(host, port, &settings.from)?)));
     }
     Err(format!("notify_url must be log, none, smtp://host:port or http(s)://...; got {url}"))
 }
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn notify_url_picks_the_sender() {
         let pick = |url: &str| {
-            let settings = Settings { notify_url: url.into(), ..Settings::default() };
+            let settings = NotifySettings { url: url.into(), ..NotifySettings::default() };
             from_settings(&settings).map(|s| s.map(|s| format!("{s:?}")))
         };
         assert_eq!(pick("none").unwrap(), None);

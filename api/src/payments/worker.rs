@@ -16,7 +16,7 @@ const BATCHES_PER_PASS_MAX: usize = 32;
 /// Runs forever. With `notify_url = "none"` this process sends nothing (another one drains
 /// the outbox) but still finishes payments.
 pub async fn run(state: web::Data<AppState>) {
-    let sender = match senders::from_settings(&state.settings) {
+    let sender = match senders::from_settings(&state.settings.notify) {
         Ok(sender) => sender,
         Err(e) => {
             tracing::error!(error = %e, "notifications disabled: bad notify_url");

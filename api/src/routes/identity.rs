@@ -377,7 +377,7 @@ async fn issue_refresh_token(
 ) -> ApiResult<String> {
     let mut raw = [0u8; REFRESH_TOKEN_BYTES];
     rand::thread_rng().fill_bytes(&mut raw);
-    let lifetime = i64::try_from(state.settings.refresh_token_seconds)
+    let lifetime = i64::try_from(state.settings.identity.refresh_token_seconds)
         .map_err(|_| ApiError::internal("refresh_token_seconds does not fit in i64"))?;
     client
         .execute(

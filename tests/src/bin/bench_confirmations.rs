@@ -82,19 +82,19 @@ struct Intent {
 async fn run(args: &Args, tb_addresses: &str) -> Result<Vec<Metric>, String> {
     let database_url = fresh_database().await;
     let data_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let settings = Settings {
-        http_addr: "127.0.0.1:0".into(),
-        database_url,
-        database_pool_max: args.pool,
-        tb_addresses: tb_addresses.into(),
+    let mut settings = Settings {
         offerings_dir: "/nonexistent".into(),
         data_dir: data_dir.path().into(),
         dev_mode: true,
-        workers: args.workers,
-        // Confirmations are measured, not the sending of their notifications.
-        notify_url: "none".into(),
         ..Settings::default()
     };
+    settings.http.addr = "127.0.0.1:0".into();
+    settings.http.workers = args.workers;
+    settings.database.url = database_url;
+    settings.database.pool_max = args.pool;
+    settings.ledger.addresses = tb_addresses.into();
+    // Confirmations are measured, not the sending of their notifications.
+    settings.notify.url = "none".into();
     let app = Application::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
