@@ -2,14 +2,14 @@
 //! hash-chained log in Postgres (`audit_log`, migration V4) with actor, time, subject and
 //! before/after. `reconcile audit verify` recomputes the chain and proves it unbroken.
 //!
-//! The statement that appends (and so the hash rule) lives in `allot_reconcile::audit`,
-//! beside the verifier that must agree with it.
+//! The statement that appends (and so the hash rule) lives in `allot_store::audit`, beside
+//! the reader that `reconcile audit verify` checks the chain with.
 //!
 //! Invariant: never on the reservation hot path. Reservations are audited by the ledger
 //! itself (immutable TigerBeetle transfers, exported signed); an append takes a row lock
 //! that serialises every writer, which a sale's opening minute must not wait on.
 
-use deadpool_postgres::GenericClient;
+use allot_store::GenericClient;
 use serde_json::Value;
 
 /// Actor of a change made by a signed-in user.
@@ -33,12 +33,7 @@ pub async fn append(
     before: Option<&Value>,
     after: Option<&Value>,
 ) -> Result<i64, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            allot_reconcile::audit::APPEND_SQL,
-            &[&actor, &action, &subject, &before, &after],
-        )
-        .await?;
+    let seq = allot_store::audit::append(client, actor, action, subject, before, after).await?;
     metrics::counter!("allot_audit_entries_total", "action" => action.to_owned()).increment(1);
-    Ok(row.get(0))
+    Ok(seq)
 }

@@ -27,7 +27,6 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;
-pub mod db;
 pub mod error;
 pub mod exports;
 pub mod fairness;

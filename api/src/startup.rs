@@ -34,8 +34,8 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
         crate::metrics::handle();
         let secrets = crate::secrets::load(&settings)?;
-        let db = crate::db::pool(&settings.database.url, settings.database.pool_max)?;
-        crate::db::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
+        let db = allot_store::pool(&settings.database.url, settings.database.pool_max)?;
+        allot_store::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
         let ledger = Arc::new(
             Ledger::connect(settings.ledger.cluster.into(), &settings.ledger.addresses)
                 .map_err(|e| e.to_string())?,

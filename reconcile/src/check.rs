@@ -10,13 +10,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::store::Client;
 use allot_ledger::ids::{self, CODE_DEPOSIT, CODE_HOLD_STOCK, CODE_REFUND};
 use allot_ledger::ledger_flags::TransferFlags;
 use allot_ledger::Ledger;
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
 use tigerbeetle_unofficial::{QueryFilter, Transfer};
-use tokio_postgres::Client;
 
 use crate::export::PAGE_EVENTS_MAX;
 use crate::store::{self, OfferingRow};

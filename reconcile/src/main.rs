@@ -345,13 +345,9 @@ async fn run_export(conn: &Connection, args: ExportArgs) -> Result<bool, String>
             });
             let actor =
                 format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-            let none: Option<serde_json::Value> = None;
-            db.query_one(
-                audit::APPEND_SQL,
-                &[&actor, &"ledger.export", &"ledger", &none, &Some(after)],
-            )
-            .await
-            .map_err(|e| format!("audit: {e}"))?;
+            allot_store::audit::append(db, &actor, "ledger.export", "ledger", None, Some(&after))
+                .await
+                .map_err(|e| format!("audit: {e}"))?;
         }
     }
     Ok(true)

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::store::Client;
 use time::{Date, Duration};
-use tokio_postgres::Client;
 
 /// One thing finance must look at.
 #[derive(Clone, Debug, PartialEq, Eq)]

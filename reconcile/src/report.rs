@@ -2,8 +2,8 @@
 //! refunds payable come from the ledger; outstanding deposits are what live holds would
 //! bring in if paid, from the reservation projection and the offering's prices.
 
+use crate::store::Client;
 use allot_ledger::Ledger;
-use tokio_postgres::Client;
 
 use crate::store;
 

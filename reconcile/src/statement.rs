@@ -2,10 +2,10 @@
 //! `bank_statement_lines`. Amounts become integer satang without ever passing through a
 //! float; importing the same file twice adds nothing.
 
+use crate::store::Client;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use time::Date;
-use tokio_postgres::Client;
 
 /// Statement files above this are refused: a day's statement is far smaller.
 pub const STATEMENT_BYTES_MAX: usize = 256 << 20;

@@ -1,18 +1,11 @@
 //! Connections to the two stores, and what every command reads from Postgres.
 
 use allot_ledger::ids;
-use tokio_postgres::{Client, NoTls};
+pub use allot_store::Connection as Client;
 
-/// Connects to Postgres, driving the connection on a background task.
+/// Connects to Postgres.
 pub async fn connect(url: &str) -> Result<Client, String> {
-    let (client, connection) =
-        tokio_postgres::connect(url, NoTls).await.map_err(|e| format!("postgres: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            eprintln!("postgres connection: {e}");
-        }
-    });
-    Ok(client)
+    allot_store::connect(url).await
 }
 
 /// An offering as Postgres records it: what reconciliation needs of its configuration.

@@ -46,8 +46,8 @@ pub async fn fresh_database() -> String {
     tokio::spawn(conn);
     client.execute(&format!("CREATE DATABASE {name}"), &[]).await.expect("create database");
     let url = replace_database(&admin_url, &name);
-    let pool = allot_api::db::pool(&url, 2).unwrap();
-    allot_api::db::migrate(&pool).await.unwrap();
+    let pool = allot_store::pool(&url, 2).unwrap();
+    allot_store::migrate(&pool).await.unwrap();
     let start = NEXT.fetch_add(1, Ordering::Relaxed) * OFFERING_NUMBERS_PER_TEST;
     pool.get()
         .await

@@ -1,0 +1,67 @@
+//! `allot-store`: the Postgres schema and everything that speaks SQL to it.
+//!
+//! Postgres holds identity, offerings, payments, fairness state, the projection of the
+//! ledger, the outbox and the audit trail; TigerBeetle holds inventory and money. This crate
+//! is the one owner of the schema: the migrations (`store/migrations/V*__*.sql`), every SQL
+//! statement, the typed rows they return and the status enums stored in text columns.
+//! Callers (the API, the `reconcile` CLI) hold the transaction boundaries; each function
+//! here takes any client or transaction (`&impl GenericClient`) and runs its statements on
+//! it, so a change and its audit entry or outbox event commit together.
+//!
+//! - [`audit`]: the hash-chained audit log: the append statement and the hash rule, beside
+//!   the reader its verifier uses.
+//! - [`status`]: every status kept in a text column, as an enum with one spelling.
+//!
+//! Invariants:
+//! - No SQL text outside this crate (the architecture test in `ops/test` checks it).
+//! - No status string outside this crate: statuses are enums with one spelling, here.
+//! - Nothing here is on the reservation hot path; it knows nothing of HTTP or TigerBeetle.
+
+pub mod audit;
+pub mod status;
+
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::{GenericClient, Object as Connection, Pool, PoolError, Transaction};
+pub use tokio_postgres::Error;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Key of the advisory lock under which migrations run.
+const MIGRATION_LOCK_KEY: i64 = 7411001;
+
+/// A pool of at most `size_max` connections to `url`.
+pub fn pool(url: &str, size_max: usize) -> Result<Pool, String> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("database_url: {e}"))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Pool::builder(manager).max_size(size_max).build().map_err(|e| e.to_string())
+}
+
+/// Applies every migration not yet applied. Safe to run from several processes at once:
+/// the work happens under an advisory lock.
+pub async fn migrate(pool: &Pool) -> Result<(), String> {
+    let mut client = pool.get().await.map_err(|e| e.to_string())?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = embedded::migrations::runner().run_async(&mut **client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(|e| e.to_string())?;
+    result.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// One connection for a command-line run: a pool of one, so the CLI and the API run their
+/// statements through the same client type.
+pub async fn connect(url: &str) -> Result<Connection, String> {
+    pool(url, 1)?.get().await.map_err(|e| format!("postgres: {e}"))
+}
