@@ -2,13 +2,14 @@
 //! a code from [`ErrorCode`] (stable, machine-readable), a message in the client's language
 //! (Fluent, see `i18n`), and the field at fault when there is one. Internal error text never
 //! reaches a client; it goes to the log.
+//!
+//! Nothing here knows the web server: `routes::respond` turns an [`ApiError`] into a
+//! response, so every domain module can return one without importing actix.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 macro_rules! error_codes {
-    ($($variant:ident => ($code:literal, $status:ident)),* $(,)?) => {
+    ($($variant:ident => ($code:literal, $status:literal)),* $(,)?) => {
         /// Stable error codes. Never rename one: clients match on them.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum ErrorCode { $($variant),* }
@@ -20,62 +21,77 @@ macro_rules! error_codes {
                 match self { $(ErrorCode::$variant => $code),* }
             }
 
-            pub fn status(self) -> StatusCode {
-                match self { $(ErrorCode::$variant => StatusCode::$status),* }
+            pub fn status(self) -> HttpStatus {
+                match self { $(ErrorCode::$variant => HttpStatus($status)),* }
             }
         }
     };
 }
 
 error_codes! {
-    ValidationError => ("validation_error", BAD_REQUEST),
-    MalformedJson => ("malformed_json", BAD_REQUEST),
-    PayloadTooLarge => ("payload_too_large", PAYLOAD_TOO_LARGE),
-    UnsupportedMediaType => ("unsupported_media_type", UNSUPPORTED_MEDIA_TYPE),
-    InvalidNationalId => ("invalid_national_id", BAD_REQUEST),
-    DuplicateIdentity => ("duplicate_identity", CONFLICT),
-    WeakPassword => ("weak_password", BAD_REQUEST),
-    InvalidCredentials => ("invalid_credentials", UNAUTHORIZED),
-    MfaRequired => ("mfa_required", UNAUTHORIZED),
-    InvalidMfaCode => ("invalid_mfa_code", UNAUTHORIZED),
-    MfaEnrollmentRequired => ("mfa_enrollment_required", FORBIDDEN),
-    Unauthorized => ("unauthorized", UNAUTHORIZED),
-    Forbidden => ("forbidden", FORBIDDEN),
-    NotFound => ("not_found", NOT_FOUND),
-    MethodNotAllowed => ("method_not_allowed", METHOD_NOT_ALLOWED),
-    OfferingNotFound => ("offering_not_found", NOT_FOUND),
-    OfferingExists => ("offering_exists", CONFLICT),
-    OfferingNotOpen => ("offering_not_open", CONFLICT),
-    ZoneNotFound => ("zone_not_found", BAD_REQUEST),
-    BelowMinimum => ("below_minimum", UNPROCESSABLE_ENTITY),
-    AboveMaximum => ("above_maximum", UNPROCESSABLE_ENTITY),
-    NotLotMultiple => ("not_lot_multiple", UNPROCESSABLE_ENTITY),
-    PersonLimitExceeded => ("person_limit_exceeded", CONFLICT),
-    SoldOut => ("sold_out", CONFLICT),
-    IdempotencyKeyRequired => ("idempotency_key_required", BAD_REQUEST),
-    IdempotencyKeyReused => ("idempotency_key_reused", UNPROCESSABLE_ENTITY),
-    ReservationNotFound => ("reservation_not_found", NOT_FOUND),
-    ReservationNotCancellable => ("reservation_not_cancellable", CONFLICT),
-    HoldExpired => ("hold_expired", CONFLICT),
-    ReservationNotPayable => ("reservation_not_payable", CONFLICT),
-    PaymentNotFound => ("payment_not_found", NOT_FOUND),
-    InvalidSignature => ("invalid_signature", UNAUTHORIZED),
-    NotBookBuilding => ("not_book_building", CONFLICT),
-    SubscriptionsClosed => ("subscriptions_closed", CONFLICT),
-    SubscriptionsStillOpen => ("subscriptions_still_open", CONFLICT),
-    SubscriptionNotFound => ("subscription_not_found", NOT_FOUND),
-    AllocationNotRun => ("allocation_not_run", CONFLICT),
-    SeedMismatch => ("seed_mismatch", UNPROCESSABLE_ENTITY),
-    QueueNotEnabled => ("queue_not_enabled", CONFLICT),
-    QueueTicketInvalid => ("queue_ticket_invalid", UNAUTHORIZED),
-    QueueAdmissionRequired => ("queue_admission_required", FORBIDDEN),
-    ProofOfWorkRequired => ("proof_of_work_required", FORBIDDEN),
-    ProofOfWorkInvalid => ("proof_of_work_invalid", FORBIDDEN),
-    NotSoldOut => ("not_sold_out", CONFLICT),
-    RateLimited => ("rate_limited", TOO_MANY_REQUESTS),
-    LedgerUnavailable => ("ledger_unavailable", SERVICE_UNAVAILABLE),
-    ServiceUnavailable => ("service_unavailable", SERVICE_UNAVAILABLE),
-    Internal => ("internal_error", INTERNAL_SERVER_ERROR),
+    ValidationError => ("validation_error", 400),
+    MalformedJson => ("malformed_json", 400),
+    PayloadTooLarge => ("payload_too_large", 413),
+    UnsupportedMediaType => ("unsupported_media_type", 415),
+    InvalidNationalId => ("invalid_national_id", 400),
+    DuplicateIdentity => ("duplicate_identity", 409),
+    WeakPassword => ("weak_password", 400),
+    InvalidCredentials => ("invalid_credentials", 401),
+    MfaRequired => ("mfa_required", 401),
+    InvalidMfaCode => ("invalid_mfa_code", 401),
+    MfaEnrollmentRequired => ("mfa_enrollment_required", 403),
+    Unauthorized => ("unauthorized", 401),
+    Forbidden => ("forbidden", 403),
+    NotFound => ("not_found", 404),
+    MethodNotAllowed => ("method_not_allowed", 405),
+    OfferingNotFound => ("offering_not_found", 404),
+    OfferingExists => ("offering_exists", 409),
+    OfferingNotOpen => ("offering_not_open", 409),
+    ZoneNotFound => ("zone_not_found", 400),
+    BelowMinimum => ("below_minimum", 422),
+    AboveMaximum => ("above_maximum", 422),
+    NotLotMultiple => ("not_lot_multiple", 422),
+    PersonLimitExceeded => ("person_limit_exceeded", 409),
+    SoldOut => ("sold_out", 409),
+    IdempotencyKeyRequired => ("idempotency_key_required", 400),
+    IdempotencyKeyReused => ("idempotency_key_reused", 422),
+    ReservationNotFound => ("reservation_not_found", 404),
+    ReservationNotCancellable => ("reservation_not_cancellable", 409),
+    HoldExpired => ("hold_expired", 409),
+    ReservationNotPayable => ("reservation_not_payable", 409),
+    PaymentNotFound => ("payment_not_found", 404),
+    InvalidSignature => ("invalid_signature", 401),
+    NotBookBuilding => ("not_book_building", 409),
+    SubscriptionsClosed => ("subscriptions_closed", 409),
+    SubscriptionsStillOpen => ("subscriptions_still_open", 409),
+    SubscriptionNotFound => ("subscription_not_found", 404),
+    AllocationNotRun => ("allocation_not_run", 409),
+    SeedMismatch => ("seed_mismatch", 422),
+    QueueNotEnabled => ("queue_not_enabled", 409),
+    QueueTicketInvalid => ("queue_ticket_invalid", 401),
+    QueueAdmissionRequired => ("queue_admission_required", 403),
+    ProofOfWorkRequired => ("proof_of_work_required", 403),
+    ProofOfWorkInvalid => ("proof_of_work_invalid", 403),
+    NotSoldOut => ("not_sold_out", 409),
+    RateLimited => ("rate_limited", 429),
+    LedgerUnavailable => ("ledger_unavailable", 503),
+    ServiceUnavailable => ("service_unavailable", 503),
+    Internal => ("internal_error", 500),
+}
+
+/// The HTTP status an error code answers with. A number, not a web framework's type: the
+/// domain modules that return errors know nothing of the server that sends them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpStatus(pub u16);
+
+impl HttpStatus {
+    pub fn as_u16(self) -> u16 {
+        self.0
+    }
+
+    pub fn is_server_error(self) -> bool {
+        (500..600).contains(&self.0)
+    }
 }
 
 /// An error on its way to a client.
@@ -137,39 +153,14 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.code.status()
-    }
-
-    /// Answers in English; the `i18n` middleware rewrites the message into the request's
-    /// language, which it can see and this method cannot.
-    fn error_response(&self) -> HttpResponse {
-        let body = ErrorBody {
-            code: self.code.as_str(),
-            message: crate::i18n::message(crate::i18n::FALLBACK, self),
-            field: self.field.clone(),
-        };
-        let mut response = HttpResponse::build(self.status_code());
-        if self.code == ErrorCode::RateLimited {
-            if let Some((_, seconds)) = self.args.iter().find(|(k, _)| *k == "retry_after") {
-                response.insert_header(("Retry-After", seconds.as_str()));
-            }
-        }
-        let mut response = response.json(body);
-        response.extensions_mut().insert(self.clone());
-        response
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for ApiError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
+impl From<allot_store::PoolError> for ApiError {
+    fn from(e: allot_store::PoolError) -> Self {
         ApiError::unavailable(e)
     }
 }
 
-impl From<tokio_postgres::Error> for ApiError {
-    fn from(e: tokio_postgres::Error) -> Self {
+impl From<allot_store::Error> for ApiError {
+    fn from(e: allot_store::Error) -> Self {
         ApiError::internal(e)
     }
 }

@@ -1,17 +1,14 @@
 //! Messages in the client's language: th, en, ja, ko, zh (Fluent files in `api/locales/`).
-//! The language comes from `Accept-Language`; anything else falls back to English.
+//! The language comes from `Accept-Language`; anything else falls back to English. Error
+//! bodies are translated on their way out by `routes::middleware::localize_errors`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderValue, ACCEPT_LANGUAGE, CONTENT_LENGTH};
-use actix_web::middleware::Next;
 use fluent_templates::fluent_bundle::FluentValue;
 use fluent_templates::{static_loader, LanguageIdentifier, Loader};
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 
 static_loader! {
     static LOCALES = {
@@ -73,35 +70,6 @@ pub fn message(lang: &str, error: &ApiError) -> String {
 
 /// Every placeable name used by an error message in `api/locales/*/main.ftl`.
 const PLACEABLES: [&str; 5] = ["reason", "min", "max", "lot", "retry_after"];
-
-/// Rewrites error bodies into the request's language. Errors are built without sight of the
-/// request (actix's `ResponseError`), so the translation happens here, on the way out.
-pub async fn localize_errors(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let header = req.headers().get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-    let lang = negotiate(header);
-    let res = next.call(req).await?.map_into_boxed_body();
-    if lang == FALLBACK {
-        return Ok(res);
-    }
-    let Some(error) = res.response().extensions().get::<ApiError>().cloned() else {
-        return Ok(res);
-    };
-    let body = ErrorBody {
-        code: error.code.as_str(),
-        message: message(lang, &error),
-        field: error.field.clone(),
-    };
-    let bytes = serde_json::to_vec(&body).expect("error body serializes");
-    Ok(res.map_body(|head, _| {
-        head.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        head.headers_mut()
-            .insert(actix_web::http::header::CONTENT_LANGUAGE, HeaderValue::from_static(lang));
-        BoxBody::new(bytes)
-    }))
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,66 @@
+//! Errors as responses: an [`ApiError`] becomes a JSON body with its stable code, an
+//! English message (rewritten into the client's language by `middleware::localize_errors`)
+//! and the field at fault; bad JSON, query strings and paths become errors the same way.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status().as_u16()).expect("the table holds valid statuses")
+    }
+
+    /// Answers in English; the `i18n` middleware rewrites the message into the request's
+    /// language, which it can see and this method cannot.
+    fn error_response(&self) -> HttpResponse {
+        let body = ErrorBody {
+            code: self.code.as_str(),
+            message: crate::i18n::message(crate::i18n::FALLBACK, self),
+            field: self.field.clone(),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if self.code == ErrorCode::RateLimited {
+            if let Some((_, seconds)) = self.args.iter().find(|(k, _)| *k == "retry_after") {
+                response.insert_header(("Retry-After", seconds.as_str()));
+            }
+        }
+        let mut response = response.json(body);
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+}
+
+/// Bad JSON never reaches a handler: it becomes a 4xx with a code and, where serde names
+/// it, the field.
+pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge)
+        }
+        JsonPayloadError::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType),
+        JsonPayloadError::Deserialize(e) => {
+            let reason = e.to_string();
+            let field =
+                reason.split('`').nth(1).filter(|_| reason.contains("field")).map(str::to_owned);
+            ApiError { code: ErrorCode::MalformedJson, field, args: vec![("reason", reason)] }
+        }
+        other => ApiError::new(ErrorCode::MalformedJson).with_arg("reason", other.to_string()),
+    };
+    api.into()
+}
+
+pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::validation("query", err.to_string()).into()
+}
+
+pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::validation("path", err.to_string()).into()
+}
+
+/// Anything unrouted: a JSON 404 like every other error.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound))
+}
