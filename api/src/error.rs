@@ -128,6 +128,14 @@ impl ApiError {
         Self::new(ErrorCode::Internal)
     }
 
+    /// A ledger call that outlived its deadline: counted, and answered as unavailable
+    /// (fail closed; the client retries with the same Idempotency-Key).
+    pub fn ledger_timeout() -> Self {
+        metrics::counter!("allot_ledger_timeouts_total").increment(1);
+        tracing::warn!("ledger call timed out");
+        Self::new(ErrorCode::LedgerUnavailable)
+    }
+
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "dependency unavailable");
         Self::new(ErrorCode::ServiceUnavailable)

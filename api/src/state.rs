@@ -31,6 +31,14 @@ impl AppState {
         Duration::from_millis(self.settings.ledger.timeout_ms)
     }
 
+    /// What the public offering view may spend on the ledger.
+    pub fn view_limits(&self) -> crate::catalog::ViewLimits {
+        crate::catalog::ViewLimits {
+            ledger_timeout: self.tb_timeout(),
+            availability_max_age: self.availability_max_age(),
+        }
+    }
+
     pub fn availability_max_age(&self) -> Duration {
         Duration::from_millis(self.settings.ledger.availability_cache_ms)
     }

@@ -63,13 +63,11 @@ impl OfferingRow {
 }
 
 pub async fn offerings(db: &Client) -> Result<Vec<OfferingRow>, String> {
-    let rows = db
-        .query("SELECT id, number, config FROM offerings ORDER BY number", &[])
-        .await
-        .map_err(|e| format!("reading offerings: {e}"))?;
+    let rows =
+        allot_store::offerings::all(db).await.map_err(|e| format!("reading offerings: {e}"))?;
     Ok(rows
-        .iter()
-        .map(|r| OfferingRow { id: r.get(0), number: r.get::<_, i32>(1) as u32, config: r.get(2) })
+        .into_iter()
+        .map(|r| OfferingRow { id: r.id, number: r.number, config: r.config })
         .collect())
 }
 

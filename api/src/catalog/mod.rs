@@ -1,8 +1,14 @@
 //! The offerings this process serves, cached in memory so the reservation path reads no
 //! database. Postgres holds the truth (config + open flag + ledger number); a background
 //! refresh keeps every API instance in step with admin changes.
+//!
+//! - [`config`]: an offering's configuration and its validation.
+//! - [`admin`]: create, open, close (stored, audited, set up in the ledger).
+//! - [`view`]: the public view with live figures from the ledger.
 
+pub mod admin;
 pub mod config;
+pub mod view;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,10 +16,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use allot_ledger::{Ledger, OfferingSpec, ZoneBalance, ZoneSpec};
-use deadpool_postgres::Pool;
+use allot_store::Pool;
 use time::OffsetDateTime;
 
 pub use config::{OfferingConfig, OfferingKind, ZoneConfig};
+pub use view::{OfferingView, ViewLimits, ZoneView};
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 
@@ -131,14 +138,12 @@ impl Catalog {
     /// Reloads from Postgres, setting up in the ledger any offering not seen before.
     /// Offerings whose config did not change keep their cached availability.
     pub async fn refresh(&self, db: &Pool, ledger: &Ledger) -> ApiResult<()> {
-        let client = db.get().await?;
-        let rows = client.query("SELECT config, number, is_open FROM offerings", &[]).await?;
+        let rows = allot_store::offerings::all(&db.get().await?).await?;
         let mut fresh = HashMap::new();
         for row in rows {
             let config: OfferingConfig =
-                serde_json::from_value(row.get(0)).map_err(ApiError::internal)?;
-            let number: i32 = row.get(1);
-            let is_open: bool = row.get(2);
+                serde_json::from_value(row.config).map_err(ApiError::internal)?;
+            let (number, is_open) = (row.number, row.is_open);
             let known = self.get(&config.id);
             let offering = match known {
                 Some(o) if o.config == config && o.is_open == is_open => o,
@@ -146,7 +151,7 @@ impl Catalog {
                     Arc::new(Offering::new(config, o.spec.number, is_open))
                 }
                 _ => {
-                    let offering = Offering::new(config, number as u32, is_open);
+                    let offering = Offering::new(config, number, is_open);
                     ledger.setup_offering(&offering.spec).await?;
                     Arc::new(offering)
                 }
@@ -162,25 +167,11 @@ impl Catalog {
 pub async fn insert(db: &Pool, config: &OfferingConfig) -> ApiResult<bool> {
     config.validate()?;
     let json = serde_json::to_value(config).map_err(ApiError::internal)?;
-    let client = db.get().await?;
-    let n = client
-        .execute(
-            "INSERT INTO offerings (id, config) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-            &[&config.id, &json],
-        )
-        .await?;
-    Ok(n == 1)
+    Ok(allot_store::offerings::insert(&db.get().await?, &config.id, &json).await?)
 }
 
 pub async fn set_open(db: &Pool, id: &str, open: bool) -> ApiResult<bool> {
-    let client = db.get().await?;
-    let n = client
-        .execute(
-            "UPDATE offerings SET is_open = $2, updated_at = now() WHERE id = $1",
-            &[&id, &open],
-        )
-        .await?;
-    Ok(n == 1)
+    Ok(allot_store::offerings::set_open(&db.get().await?, id, open).await?)
 }
 
 /// Loads `dir/*.toml` seed offerings, inserting those not yet known. A file that differs

@@ -2,10 +2,10 @@
 
 use actix_web::{post, web, HttpResponse};
 
-use crate::audit;
+use super::offerings;
 use crate::auth::Principal;
 use crate::catalog::{self, OfferingConfig};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::ApiResult;
 use crate::identity::Role;
 use crate::state::AppState;
 
@@ -17,7 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// otherwise.
 #[utoipa::path(post, path = "/v1/admin/offerings", request_body = OfferingConfig,
     responses(
-        (status = 201, body = crate::routes::offerings::OfferingView),
+        (status = 201, body = crate::catalog::OfferingView),
         (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody),
@@ -30,18 +30,10 @@ pub async fn create(
     body: web::Json<OfferingConfig>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
-    if !catalog::insert(&state.db, &body).await? {
-        return Err(ApiError::field(ErrorCode::OfferingExists, "id"));
-    }
-    let config = serde_json::to_value(&*body).map_err(ApiError::internal)?;
-    let (actor, subject) = (audit::user(who.user_id), format!("offering:{}", body.id));
-    audit::append(&state.db.get().await?, &actor, "offering.create", &subject, None, Some(&config))
-        .await?;
-    state.catalog.refresh(&state.db, &state.ledger).await?;
     let offering =
-        state.catalog.get(&body.id).ok_or_else(|| ApiError::internal("offering vanished"))?;
-    tracing::info!(offering = %body.id, admin = who.user_id, "offering created");
-    Ok(HttpResponse::Created().json(crate::routes::offerings::view(&state, &offering).await?))
+        catalog::admin::create(&state.db, &state.ledger, &state.catalog, who.user_id, &body)
+            .await?;
+    Ok(HttpResponse::Created().json(offerings::view(&state, &offering).await?))
 }
 
 async fn set_open(
@@ -51,30 +43,20 @@ async fn set_open(
     is_open: bool,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
-    let was_open = state.catalog.get(id).map(|o| serde_json::json!({ "is_open": o.is_open }));
-    if !catalog::set_open(&state.db, id, is_open).await? {
-        return Err(ApiError::field(ErrorCode::OfferingNotFound, "id"));
-    }
-    let (actor, subject) = (audit::user(who.user_id), format!("offering:{id}"));
-    let action = if is_open { "offering.open" } else { "offering.close" };
-    let after = serde_json::json!({ "is_open": is_open });
-    audit::append(
-        &state.db.get().await?,
-        &actor,
-        action,
-        &subject,
-        was_open.as_ref(),
-        Some(&after),
+    let offering = catalog::admin::set_open(
+        &state.db,
+        &state.ledger,
+        &state.catalog,
+        who.user_id,
+        id,
+        is_open,
     )
     .await?;
-    state.catalog.refresh(&state.db, &state.ledger).await?;
-    tracing::info!(offering = %id, is_open, admin = who.user_id, "offering switched");
-    let offering = state.catalog.get(id).ok_or_else(|| ApiError::internal("offering vanished"))?;
-    Ok(HttpResponse::Ok().json(crate::routes::offerings::view(state, &offering).await?))
+    Ok(HttpResponse::Ok().json(offerings::view(state, &offering).await?))
 }
 
 #[utoipa::path(post, path = "/v1/admin/offerings/{id}/open",
-    responses((status = 200, body = crate::routes::offerings::OfferingView), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = crate::catalog::OfferingView), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 #[post("/v1/admin/offerings/{id}/open")]
 pub async fn open(
@@ -86,7 +68,7 @@ pub async fn open(
 }
 
 #[utoipa::path(post, path = "/v1/admin/offerings/{id}/close",
-    responses((status = 200, body = crate::routes::offerings::OfferingView), (status = 404, body = crate::error::ErrorBody)),
+    responses((status = 200, body = crate::catalog::OfferingView), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 #[post("/v1/admin/offerings/{id}/close")]
 pub async fn close(
