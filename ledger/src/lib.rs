@@ -7,6 +7,8 @@
 //! - [`offering`]: what an offering is to the ledger, and its idempotent setup.
 //! - [`hold`]: placing a hold (linked pending stock + quota transfers, one timeout).
 //! - [`lifecycle`]: confirm (post + deposit in one chain), cancel (void), hold state.
+//! - [`events`]: the one decoder of hold transfers; hold and money events paged by
+//!   timestamp (projector, reconciliation).
 //! - [`query`]: zone, person and money balances.
 //!
 //! Invariants:
@@ -20,10 +22,12 @@
 //! - Expiry is TigerBeetle's: nothing here decides that a hold lapsed, it only reads it.
 
 pub mod error;
+pub mod events;
 pub mod hold;
 pub mod ids;
 pub mod lifecycle;
 pub mod offering;
+mod page;
 mod people;
 pub mod query;
 mod results;
@@ -33,9 +37,11 @@ use std::fmt;
 use tigerbeetle_unofficial as tb;
 
 pub use error::{LedgerError, Result};
+pub use events::{HoldEvent, MoneyEvent, MoneyKind, PlacedHold};
 pub use hold::{Held, HoldId, HoldOutcome, HoldRejection, HoldRequest, HOLD_SECONDS_MAX};
 pub use lifecycle::{CancelOutcome, ConfirmOutcome, HoldInfo, HoldState, Payment};
 pub use offering::{clearing_account, OfferingSpec, ZoneSpec};
+pub use page::PAGE_EVENTS_MAX;
 pub use query::{MoneyBalance, PersonBalance, ZoneBalance};
 pub use tb::{Account, QueryFilter, Transfer};
 
