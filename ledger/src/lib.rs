@@ -9,7 +9,12 @@
 //! - [`lifecycle`]: confirm (post + deposit in one chain), cancel (void), hold state.
 //! - [`events`]: the one decoder of hold transfers; hold and money events paged by
 //!   timestamp (projector, reconciliation).
-//! - [`query`]: zone, person and money balances.
+//! - [`query`]: zone, person and money balances, many people's holdings, the deposits'
+//!   balance history (reports), a ping (readiness).
+//! - [`export`]: accounts and transfers field for field, paged, for the signed export.
+//! - [`synthetic`]: bulk synthetic money on a throwaway cluster, for benchmarks.
+//! - [`PAGE_EVENTS_MAX`]: the most records one query answers; every paged read is cut
+//!   at it.
 //!
 //! Invariants:
 //! - No unit is sold twice: every zone's `stock` account has
@@ -23,6 +28,7 @@
 
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod hold;
 pub mod ids;
 pub mod lifecycle;
@@ -31,6 +37,7 @@ mod page;
 mod people;
 pub mod query;
 mod results;
+pub mod synthetic;
 
 use std::fmt;
 
@@ -38,11 +45,15 @@ use tigerbeetle_unofficial as tb;
 
 pub use error::{LedgerError, Result};
 pub use events::{HoldEvent, MoneyEvent, MoneyKind, PlacedHold};
+pub use export::{ExportAccount, ExportTransfer};
 pub use hold::{Held, HoldId, HoldOutcome, HoldRejection, HoldRequest, HOLD_SECONDS_MAX};
 pub use lifecycle::{CancelOutcome, ConfirmOutcome, HoldInfo, HoldState, Payment};
 pub use offering::{clearing_account, OfferingSpec, ZoneSpec};
 pub use page::PAGE_EVENTS_MAX;
-pub use query::{MoneyBalance, PersonBalance, ZoneBalance};
+pub use query::{
+    DepositsHistory, DepositsSample, Holding, MoneyBalance, PersonBalance, ZoneBalance,
+};
+pub use synthetic::SyntheticMoney;
 pub use tb::{Account, QueryFilter, Transfer};
 
 /// TigerBeetle's flag types, for readers of raw transfers (projector, exports).

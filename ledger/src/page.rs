@@ -27,6 +27,16 @@ pub(crate) fn after(ledger: u32, code: Option<u16>, after: SystemTime) -> tb::Qu
     }
 }
 
+/// A query for the next page of `ledger`'s records stamped in `[from, to)`; `None` when
+/// that window is empty.
+pub(crate) fn window(ledger: u32, from: SystemTime, to: SystemTime) -> Option<tb::QueryFilter> {
+    let (min_ns, to_ns) = (nanos(from).max(1), nanos(to));
+    if min_ns >= to_ns {
+        return None;
+    }
+    Some(since(ledger, min_ns).with_timestamp_max(at(to_ns - 1)))
+}
+
 /// Records of `ledger` stamped at `min_ns` or later.
 fn since(ledger: u32, min_ns: u64) -> tb::QueryFilter {
     // TigerBeetle reads a zero bound as "no bound": timestamps start at 1.
@@ -50,5 +60,15 @@ mod tests {
         assert_eq!((filter.ledger(), filter.code(), filter.limit()), (764, 20, PAGE_EVENTS_MAX));
         // From the beginning: 1, since TigerBeetle would read 0 as "no bound" (the same here).
         assert_eq!(nanos(after(764, None, UNIX_EPOCH).timestamp_min()), 1);
+    }
+
+    #[test]
+    fn a_window_includes_its_start_excludes_its_end_and_may_be_empty() {
+        let filter = window(764, at(10), at(20)).unwrap();
+        assert_eq!((nanos(filter.timestamp_min()), nanos(filter.timestamp_max())), (10, 19));
+        assert_eq!(nanos(window(764, UNIX_EPOCH, at(20)).unwrap().timestamp_min()), 1);
+        assert!(window(764, at(20), at(20)).is_none());
+        assert!(window(764, at(21), at(20)).is_none());
+        assert!(window(764, UNIX_EPOCH, UNIX_EPOCH).is_none(), "nothing is stamped before 1");
     }
 }
