@@ -1,7 +1,8 @@
 //! `allot-ledger`: inventory, per-person limits and money as TigerBeetle accounts.
 //!
-//! This crate owns the accounting model and nothing else: it knows TigerBeetle, and
-//! nothing of HTTP, JSON or SQL.
+//! This crate owns the accounting model and TigerBeetle itself: it is the only crate that
+//! names the TigerBeetle client or its types, and it knows nothing of HTTP, JSON or SQL.
+//! Everything other crates need from the cluster is a typed read or write here.
 //!
 //! - [`ids`]: deterministic ledger numbers, account ids and transfer ids.
 //! - [`offering`]: what an offering is to the ledger, and its idempotent setup.
@@ -25,6 +26,8 @@
 //! - Every operation is idempotent: ids derive from the request, so a retry answers with
 //!   the original outcome (`exists` means ok).
 //! - Expiry is TigerBeetle's: nothing here decides that a hold lapsed, it only reads it.
+//! - A hold is encoded in `hold` and `lifecycle` and decoded only in `events`; no public
+//!   item exposes a TigerBeetle type.
 
 pub mod error;
 pub mod events;
@@ -54,13 +57,6 @@ pub use query::{
     DepositsHistory, DepositsSample, Holding, MoneyBalance, PersonBalance, ZoneBalance,
 };
 pub use synthetic::SyntheticMoney;
-pub use tb::{Account, QueryFilter, Transfer};
-
-/// TigerBeetle's flag types, for readers of raw transfers (projector, exports).
-pub mod ledger_flags {
-    pub use tigerbeetle_unofficial::account::Flags as AccountFlags;
-    pub use tigerbeetle_unofficial::transfer::Flags as TransferFlags;
-}
 
 /// One connection to a TigerBeetle cluster, shared by every task of the process: the
 /// client batches concurrent requests into one message by itself.
@@ -81,10 +77,5 @@ impl Ledger {
         let client = tb::Client::new(cluster_id, addresses)
             .map_err(|e| LedgerError::Client(e.to_string()))?;
         Ok(Ledger { client, people: people::PeopleCache::default() })
-    }
-
-    /// The raw client, for readers that page through history (projector, exports).
-    pub fn client(&self) -> &tb::Client {
-        &self.client
     }
 }
