@@ -18,8 +18,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Pages in flight between the ledger reader and a slow client: a full channel pauses the
-/// reader, so a download never holds more than this many pages (each at most 8,189
-/// records) in memory.
+/// reader, so a download never holds more than this many pages (each at most
+/// [`allot_ledger::PAGE_EVENTS_MAX`] records) in memory.
 pub const PAGES_BUFFERED_MAX: usize = 4;
 
 /// Exports running at once in this process: each reads the whole ledger, so a few
@@ -91,8 +91,7 @@ pub fn stream(
         let errors = tx.clone();
         let mut sink = BundleSink::new(Channel(tx));
         let mut progress = |_: allot_reconcile::format::Section, _: u64| {};
-        let result =
-            export::export(ledger.client(), &request, &mut sink, &key, &mut progress).await;
+        let result = export::export(&ledger, &request, &mut sink, &key, &mut progress).await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "ledger export stopped");
             let _ = errors.send(Err(io::Error::other(e.to_string()))).await;

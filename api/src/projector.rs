@@ -1,23 +1,18 @@
 //! Copies reservation events from TigerBeetle into Postgres, off the hot path.
 //!
-//! For each offering it pages through the inventory ledger's hold transfers in timestamp
-//! order (`query_transfers`), from a checkpoint kept in Postgres in the same transaction as
+//! For each offering it pages through the ledger's hold events in timestamp order
+//! (`Ledger::hold_events`), from a checkpoint kept in Postgres in the same transaction as
 //! the rows it writes. A crash at any point therefore loses nothing and duplicates nothing:
 //! the next run starts after the last committed page, and every write is idempotent.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use allot_ledger::ids::{self, CODE_HOLD_STOCK};
-use allot_ledger::ledger_flags::TransferFlags as Flags;
-use allot_ledger::{HoldId, Ledger, QueryFilter, Transfer};
+use allot_ledger::{ids, HoldEvent, Ledger, PlacedHold, PAGE_EVENTS_MAX};
 use deadpool_postgres::Pool;
 
 use crate::catalog::{Catalog, Offering};
 use crate::reservations::{format_id, EXPIRY_GRACE};
-
-/// TigerBeetle returns at most this many events per query.
-pub const PAGE_EVENTS_MAX: u32 = 8_189;
 
 /// Runs forever: projects every offering, marks lapsed holds expired, sleeps, repeats.
 pub async fn run(ledger: Arc<Ledger>, db: Pool, catalog: Arc<Catalog>, interval: Duration) {
@@ -48,12 +43,9 @@ pub async fn project_offering(
     let ledger_number = ids::ledger_inventory(offering.spec.number) as i64;
     let mut checkpoint = load_checkpoint(db, ledger_number).await?;
     loop {
-        let filter = QueryFilter::new(PAGE_EVENTS_MAX)
-            .with_ledger(ledger_number as u32)
-            .with_code(CODE_HOLD_STOCK)
-            .with_timestamp_min(UNIX_EPOCH + Duration::from_nanos(checkpoint as u64 + 1));
+        let after = UNIX_EPOCH + Duration::from_nanos(checkpoint as u64);
         let page =
-            ledger.client().query_transfers(Box::new(filter)).await.map_err(|e| e.to_string())?;
+            ledger.hold_events(offering.spec.number, after).await.map_err(|e| e.to_string())?;
         let Some(last) = page.last() else { return Ok(Duration::ZERO) };
         let last_timestamp = nanos(last.timestamp());
         write_page(db, offering, &page, ledger_number, last_timestamp).await?;
@@ -82,21 +74,17 @@ fn nanos(t: SystemTime) -> i64 {
 async fn write_page(
     db: &Pool,
     offering: &Offering,
-    page: &[Transfer],
+    page: &[HoldEvent],
     ledger: i64,
     last_timestamp: i64,
 ) -> Result<(), String> {
     let mut held = HeldColumns::default();
     let (mut confirmed, mut cancelled) = (Vec::new(), Vec::new());
-    for t in page {
-        let flags = t.flags();
-        let base = HoldId::new(t.id() & ids::BASE_MASK).expect("hold transfers carry a hold id");
-        if flags.contains(Flags::PENDING) {
-            held.push(t, base);
-        } else if flags.contains(Flags::POST_PENDING_TRANSFER) {
-            confirmed.push(format_id(base));
-        } else if flags.contains(Flags::VOID_PENDING_TRANSFER) {
-            cancelled.push(format_id(base));
+    for event in page {
+        match event {
+            HoldEvent::Placed(hold) => held.push(hold),
+            HoldEvent::Confirmed { id, .. } => confirmed.push(format_id(*id)),
+            HoldEvent::Cancelled { id, .. } => cancelled.push(format_id(*id)),
         }
     }
     let mut client = db.get().await.map_err(|e| e.to_string())?;
@@ -155,15 +143,14 @@ struct HeldColumns {
 }
 
 impl HeldColumns {
-    fn push(&mut self, t: &Transfer, base: HoldId) {
-        let (_, _, _, person) = ids::account_parts(t.credit_account_id());
-        self.ids.push(format_id(base));
-        self.zones.push(t.user_data_32() as i32);
-        self.users.push(person as i64);
-        self.quantities.push(i64::try_from(t.amount()).expect("bounded by supply"));
-        self.created.push(t.timestamp());
-        self.expires.push(t.timestamp() + Duration::from_secs(t.timeout().into()));
-        self.timestamps.push(nanos(t.timestamp()));
+    fn push(&mut self, hold: &PlacedHold) {
+        self.ids.push(format_id(hold.id));
+        self.zones.push(hold.zone.into());
+        self.users.push(hold.person as i64);
+        self.quantities.push(i64::try_from(hold.quantity).expect("bounded by supply"));
+        self.created.push(hold.created_at);
+        self.expires.push(hold.expires_at);
+        self.timestamps.push(nanos(hold.created_at));
     }
 }
 

@@ -6,11 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use allot_ledger::ids::AccountKind;
+use allot_ledger::PAGE_EVENTS_MAX;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
-use tigerbeetle_unofficial::account::{Filter, FilterFlags};
 use time::OffsetDateTime;
 
 use crate::catalog::Offering;
@@ -19,8 +18,6 @@ use crate::state::AppState;
 
 /// Minutes of history in a report's series (one point per minute).
 pub const SERIES_MINUTES: i64 = 60;
-/// Balance samples read per report: TigerBeetle's page size.
-const BALANCES_MAX: u32 = 8_189;
 /// How long a dashboard link stays valid.
 pub const VIEW_TOKEN_SECONDS: u64 = 15 * 60;
 
@@ -163,45 +160,32 @@ pub async fn build(state: &AppState, offering: &Offering) -> ApiResult<OfferingR
 }
 
 /// Cumulative deposits at the end of each minute of the series, from the deposits
-/// account's balance history (kept by TigerBeetle: the account has the `history` flag).
+/// account's balance history.
 async fn funds_by_minute(
     state: &AppState,
     offering: &Offering,
     first_minute: i64,
 ) -> ApiResult<Vec<u64>> {
-    let account = offering.spec.account(AccountKind::Deposits);
     let start = UNIX_EPOCH + Duration::from_secs(first_minute as u64);
-    let client = state.ledger.client();
+    let history = state.ledger.deposits_history(&offering.spec, start).await?;
     // The balance just before the window: where the line starts.
-    let before = Filter::new(account, 1)
-        .with_timestamp_max(start)
-        .with_flags(FilterFlags::CREDITS | FilterFlags::REVERSED);
-    let before = client.get_account_balances(Box::new(before)).await.map_err(send_error)?;
-    let mut level = before.first().map_or(0, |b| to_u64(b.credits_posted()));
-    // The latest samples of the window, newest first (a busy hour has more than one page;
-    // then the oldest minutes of it carry the oldest sample read).
-    let window = Filter::new(account, BALANCES_MAX)
-        .with_timestamp_min(start)
-        .with_flags(FilterFlags::CREDITS | FilterFlags::REVERSED);
-    let mut samples = client.get_account_balances(Box::new(window)).await.map_err(send_error)?;
-    samples.reverse();
-    if samples.len() == BALANCES_MAX as usize {
-        level = samples.first().map_or(level, |b| to_u64(b.credits_posted()));
+    let mut level = to_u64(history.opening_satang);
+    // Only the latest samples of a busy hour fit one page; then the oldest minutes of it
+    // carry the oldest sample read.
+    let samples = &history.samples;
+    if samples.len() == PAGE_EVENTS_MAX as usize {
+        level = samples.first().map_or(level, |b| to_u64(b.deposits_satang));
     }
     let mut out = Vec::with_capacity(SERIES_MINUTES as usize);
     let mut next = samples.iter().peekable();
     for i in 0..SERIES_MINUTES {
         let end = first_minute + (i + 1) * 60;
-        while let Some(b) = next.next_if(|b| minute_of(b.timestamp()) < end) {
-            level = to_u64(b.credits_posted());
+        while let Some(b) = next.next_if(|b| minute_of(b.timestamp) < end) {
+            level = to_u64(b.deposits_satang);
         }
         out.push(level);
     }
     Ok(out)
-}
-
-fn send_error(e: tigerbeetle_unofficial::error::SendError) -> ApiError {
-    allot_ledger::LedgerError::from(e).into()
 }
 
 /// Waiting: everyone with a position above the serving counter, plus the pre-queue.

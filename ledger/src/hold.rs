@@ -1,5 +1,8 @@
 //! Holds: a linked pair of pending transfers (stock -> holding, quota -> sink) sharing one
 //! timeout. TigerBeetle voids both by itself at the deadline; nothing of ours has to run.
+//!
+//! How a hold is written into a transfer's fields is decided here (`submit_hold`); how it is
+//! read back is decided once, in `events.rs`. Change both together.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,6 +12,7 @@ use tb::Transfer;
 use tigerbeetle_unofficial as tb;
 
 use crate::error::{LedgerError, Result};
+use crate::events::decode_placed;
 use crate::ids::{self, AccountKind, TransferKind, PARTIAL_ATTEMPTS_MAX};
 use crate::offering::OfferingSpec;
 use crate::results::{chain_cause, is_exists, transfer_results};
@@ -204,11 +208,12 @@ impl Ledger {
         let Some(stock) = found.first() else {
             return Err(LedgerError::Unexpected("hold exists but cannot be read".into()));
         };
-        if stock.user_data_64() != req.fingerprint() {
+        let hold = decode_placed(stock)?;
+        if hold.fingerprint != req.fingerprint() {
             return Ok(HoldOutcome::IdReused);
         }
-        let expires_at = stock.timestamp() + Duration::from_secs(stock.timeout().into());
-        Ok(HoldOutcome::Held(Held { quantity: stock.amount(), expires_at, replayed: true }))
+        let expires_at = hold.expires_at;
+        Ok(HoldOutcome::Held(Held { quantity: hold.quantity, expires_at, replayed: true }))
     }
 }
 

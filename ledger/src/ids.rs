@@ -195,6 +195,30 @@ pub fn transfer_id(kind: TransferKind, base: u128) -> u128 {
     ((kind.tag() as u128) << 120) | (base & BASE_MASK)
 }
 
+/// The kind of a transfer from its id, the inverse of [`transfer_id`]'s top byte; `None`
+/// for an id this model never writes.
+pub fn transfer_kind(id: u128) -> Option<TransferKind> {
+    let tag = (id >> 120) as u8;
+    let attempts = 0..=PARTIAL_ATTEMPTS_MAX;
+    Some(match tag {
+        0x01 => TransferKind::FundStock,
+        0x02 => TransferKind::FundQuota,
+        t if attempts.contains(&t.wrapping_sub(0x10)) => {
+            TransferKind::HoldStock { attempt: t - 0x10 }
+        }
+        t if attempts.contains(&t.wrapping_sub(0x20)) => {
+            TransferKind::HoldQuota { attempt: t - 0x20 }
+        }
+        0x30 => TransferKind::PostStock,
+        0x31 => TransferKind::PostQuota,
+        0x40 => TransferKind::VoidStock,
+        0x41 => TransferKind::VoidQuota,
+        0x50 => TransferKind::Deposit,
+        0x60 => TransferKind::Refund,
+        _ => return None,
+    })
+}
+
 /// Setup transfers have no caller-chosen base: derive it from where they go.
 pub fn setup_base(offering: u32, zone: u16, person: u64) -> u128 {
     ((offering as u128) << 88) | ((zone as u128) << 72) | person as u128
@@ -222,6 +246,31 @@ mod tests {
         assert_ne!(s, s1);
         assert_eq!(s & BASE_MASK, base);
         assert_eq!(q & BASE_MASK, base);
+    }
+
+    #[test]
+    fn every_transfer_kind_is_read_back_from_its_id() {
+        let base = 0x00ab_cdef_u128 << 64 | 99;
+        let mut kinds = vec![
+            TransferKind::FundStock,
+            TransferKind::FundQuota,
+            TransferKind::PostStock,
+            TransferKind::PostQuota,
+            TransferKind::VoidStock,
+            TransferKind::VoidQuota,
+            TransferKind::Deposit,
+            TransferKind::Refund,
+        ];
+        for attempt in 0..=PARTIAL_ATTEMPTS_MAX {
+            kinds.push(TransferKind::HoldStock { attempt });
+            kinds.push(TransferKind::HoldQuota { attempt });
+        }
+        for kind in kinds {
+            assert_eq!(transfer_kind(transfer_id(kind, base)), Some(kind));
+        }
+        let past_attempts = 0x10 + PARTIAL_ATTEMPTS_MAX as u128 + 1;
+        assert_eq!(transfer_kind(past_attempts << 120 | base), None);
+        assert_eq!(transfer_kind(base), None, "tag 0 is never written by the model");
     }
 
     #[test]

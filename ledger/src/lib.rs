@@ -1,13 +1,21 @@
 //! `allot-ledger`: inventory, per-person limits and money as TigerBeetle accounts.
 //!
-//! This crate owns the accounting model and nothing else: it knows TigerBeetle, and
-//! nothing of HTTP, JSON or SQL.
+//! This crate owns the accounting model and TigerBeetle itself: it is the only crate that
+//! names the TigerBeetle client or its types, and it knows nothing of HTTP, JSON or SQL.
+//! Everything other crates need from the cluster is a typed read or write here.
 //!
 //! - [`ids`]: deterministic ledger numbers, account ids and transfer ids.
 //! - [`offering`]: what an offering is to the ledger, and its idempotent setup.
 //! - [`hold`]: placing a hold (linked pending stock + quota transfers, one timeout).
 //! - [`lifecycle`]: confirm (post + deposit in one chain), cancel (void), hold state.
-//! - [`query`]: zone, person and money balances.
+//! - [`events`]: the one decoder of hold transfers; hold and money events paged by
+//!   timestamp (projector, reconciliation).
+//! - [`query`]: zone, person and money balances, many people's holdings, the deposits'
+//!   balance history (reports), a ping (readiness).
+//! - [`export`]: accounts and transfers field for field, paged, for the signed export.
+//! - [`synthetic`]: bulk synthetic money on a throwaway cluster, for benchmarks.
+//! - [`PAGE_EVENTS_MAX`]: the most records one query answers; every paged read is cut
+//!   at it.
 //!
 //! Invariants:
 //! - No unit is sold twice: every zone's `stock` account has
@@ -18,32 +26,37 @@
 //! - Every operation is idempotent: ids derive from the request, so a retry answers with
 //!   the original outcome (`exists` means ok).
 //! - Expiry is TigerBeetle's: nothing here decides that a hold lapsed, it only reads it.
+//! - A hold is encoded in `hold` and `lifecycle` and decoded only in `events`; no public
+//!   item exposes a TigerBeetle type.
 
 pub mod error;
+pub mod events;
+pub mod export;
 pub mod hold;
 pub mod ids;
 pub mod lifecycle;
 pub mod offering;
+mod page;
 mod people;
 pub mod query;
 mod results;
+pub mod synthetic;
 
 use std::fmt;
 
 use tigerbeetle_unofficial as tb;
 
 pub use error::{LedgerError, Result};
+pub use events::{HoldEvent, MoneyEvent, MoneyKind, PlacedHold};
+pub use export::{ExportAccount, ExportTransfer};
 pub use hold::{Held, HoldId, HoldOutcome, HoldRejection, HoldRequest, HOLD_SECONDS_MAX};
 pub use lifecycle::{CancelOutcome, ConfirmOutcome, HoldInfo, HoldState, Payment};
 pub use offering::{clearing_account, OfferingSpec, ZoneSpec};
-pub use query::{MoneyBalance, PersonBalance, ZoneBalance};
-pub use tb::{Account, QueryFilter, Transfer};
-
-/// TigerBeetle's flag types, for readers of raw transfers (projector, exports).
-pub mod ledger_flags {
-    pub use tigerbeetle_unofficial::account::Flags as AccountFlags;
-    pub use tigerbeetle_unofficial::transfer::Flags as TransferFlags;
-}
+pub use page::PAGE_EVENTS_MAX;
+pub use query::{
+    DepositsHistory, DepositsSample, Holding, MoneyBalance, PersonBalance, ZoneBalance,
+};
+pub use synthetic::SyntheticMoney;
 
 /// One connection to a TigerBeetle cluster, shared by every task of the process: the
 /// client batches concurrent requests into one message by itself.
@@ -64,10 +77,5 @@ impl Ledger {
         let client = tb::Client::new(cluster_id, addresses)
             .map_err(|e| LedgerError::Client(e.to_string()))?;
         Ok(Ledger { client, people: people::PeopleCache::default() })
-    }
-
-    /// The raw client, for readers that page through history (projector, exports).
-    pub fn client(&self) -> &tb::Client {
-        &self.client
     }
 }

@@ -1,8 +1,8 @@
 //! What happens to a hold after it is placed: confirm (post + move the money, one linked
 //! chain), cancel (void), and reading its state. Expiry is TigerBeetle's job; we only
-//! derive it from the pending transfer's timestamp + timeout.
+//! derive it from the pending transfer's timestamp + timeout (decoded in `events.rs`).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tb::error::CreateTransferErrorKind as K;
 use tb::transfer::Flags;
@@ -10,6 +10,7 @@ use tb::Transfer;
 use tigerbeetle_unofficial as tb;
 
 use crate::error::{LedgerError, Result};
+use crate::events::decode_placed;
 use crate::hold::HoldId;
 use crate::ids::{self, AccountKind, TransferKind, PARTIAL_ATTEMPTS_MAX};
 use crate::offering::{clearing_account, OfferingSpec};
@@ -98,34 +99,32 @@ impl Ledger {
         wanted.push(ids::transfer_id(TransferKind::VoidStock, base));
         let found = self.client.lookup_transfers(wanted.clone()).await?;
         let find = |id: u128| found.iter().find(|t| t.id() == id);
-        let Some((attempt, pending)) =
-            (0..=PARTIAL_ATTEMPTS_MAX).find_map(|a| find(wanted[a as usize]).map(|t| (a, t)))
+        let Some(pending) =
+            wanted[..=PARTIAL_ATTEMPTS_MAX as usize].iter().find_map(|id| find(*id))
         else {
             return Ok(None);
         };
-        let created_at = pending.timestamp();
-        let expires_at = created_at + Duration::from_secs(pending.timeout().into());
+        let hold = decode_placed(pending)?;
         let state = if find(wanted[wanted.len() - 2]).is_some() {
             HoldState::Confirmed
         } else if find(wanted[wanted.len() - 1]).is_some() {
             HoldState::Cancelled
-        } else if SystemTime::now() >= expires_at {
+        } else if SystemTime::now() >= hold.expires_at {
             HoldState::Expired
         } else {
             HoldState::Held
         };
-        let (_, offering, _, person) = ids::account_parts(pending.credit_account_id());
         Ok(Some(HoldInfo {
             id,
-            offering,
-            zone: pending.user_data_32() as u16,
-            person,
-            quantity: pending.amount(),
-            created_at,
-            expires_at,
+            offering: hold.offering,
+            zone: hold.zone,
+            person: hold.person,
+            quantity: hold.quantity,
+            created_at: hold.created_at,
+            expires_at: hold.expires_at,
             state,
-            attempt,
-            fingerprint: pending.user_data_64(),
+            attempt: hold.attempt,
+            fingerprint: hold.fingerprint,
         }))
     }
 

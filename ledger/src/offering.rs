@@ -239,7 +239,7 @@ impl Ledger {
 }
 
 /// Events per bulk request: small enough for any cluster configuration.
-const CHUNK_EVENTS: usize = 240;
+pub(crate) const CHUNK_EVENTS: usize = 240;
 
 /// A person's holding (inventory) and quota accounts in an offering.
 fn person_accounts(spec: &OfferingSpec, person: u64) -> [Account; 2] {

@@ -8,17 +8,16 @@
 //! tolerates for [`STATUS_GRACE`].
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::store::Client;
-use allot_ledger::ids::{self, CODE_DEPOSIT, CODE_HOLD_STOCK, CODE_REFUND};
-use allot_ledger::ledger_flags::TransferFlags;
-use allot_ledger::Ledger;
+use allot_ledger::{
+    ids, HoldEvent, Ledger, LedgerError, MoneyEvent, MoneyKind, PlacedHold, PAGE_EVENTS_MAX,
+};
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
-use tigerbeetle_unofficial::{QueryFilter, Transfer};
+use crate::store::Client;
 
-use crate::export::PAGE_EVENTS_MAX;
 use crate::store::{self, OfferingRow};
 
 /// How long after a hold's deadline Postgres may still call it `held`: the projector's
@@ -88,11 +87,7 @@ impl CheckReport {
 /// A hold as the ledger's events describe it.
 #[derive(Clone, Copy, Debug)]
 struct LedgerHold {
-    quantity: u128,
-    person: u64,
-    zone: u16,
-    created: SystemTime,
-    expires: SystemTime,
+    placed: PlacedHold,
     /// (timestamp, state) of the post or void, if any.
     resolved: Option<(SystemTime, &'static str)>,
 }
@@ -104,8 +99,8 @@ impl LedgerHold {
         match self.resolved {
             Some((at, state)) if at <= checkpoint => Some(state),
             Some(_) => None,
-            None if now >= self.expires + STATUS_GRACE => Some("expired"),
-            None if now >= self.expires => None,
+            None if now >= self.placed.expires_at + STATUS_GRACE => Some("expired"),
+            None if now >= self.placed.expires_at => None,
             None => Some("held"),
         }
     }
@@ -131,35 +126,25 @@ pub async fn run(
     Ok(report)
 }
 
-fn nanos(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
-}
-
-/// Pages every transfer of `ledger` with `code`, in timestamp order, into `each`.
-async fn page_transfers(
-    ledger: &Ledger,
-    ledger_number: u32,
-    code: u16,
+/// Pages through events from the beginning, in timestamp order, into `each`; `read` reads
+/// the page after a timestamp.
+async fn page_events<T, F, Fut>(
+    mut read: F,
+    timestamp: impl Fn(&T) -> SystemTime,
     progress: &ProgressBar,
-    mut each: impl FnMut(&Transfer),
-) -> Result<(), String> {
-    let mut min = 1u64;
+    mut each: impl FnMut(&T),
+) -> Result<(), String>
+where
+    F: FnMut(SystemTime) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, LedgerError>>,
+{
+    let mut after = UNIX_EPOCH;
     loop {
-        let filter = QueryFilter::new(PAGE_EVENTS_MAX)
-            .with_ledger(ledger_number)
-            .with_code(code)
-            .with_timestamp_min(UNIX_EPOCH + Duration::from_nanos(min));
-        let page = ledger
-            .client()
-            .query_transfers(Box::new(filter))
-            .await
-            .map_err(|e| format!("ledger: {e}"))?;
+        let page = read(after).await.map_err(|e| e.to_string())?;
         page.iter().for_each(&mut each);
         progress.inc(page.len() as u64);
         match page.last() {
-            Some(last) if page.len() == PAGE_EVENTS_MAX as usize => {
-                min = nanos(last.timestamp()) as u64 + 1;
-            }
+            Some(last) if page.len() == PAGE_EVENTS_MAX as usize => after = timestamp(last),
             _ => return Ok(()),
         }
     }
@@ -172,28 +157,14 @@ async fn ledger_holds(
 ) -> Result<HashMap<u128, LedgerHold>, String> {
     let mut holds: HashMap<u128, LedgerHold> = HashMap::new();
     let mut resolutions = Vec::new();
-    let number = ids::ledger_inventory(offering.number);
-    page_transfers(ledger, number, CODE_HOLD_STOCK, progress, |t| {
-        let base = t.id() & ids::BASE_MASK;
-        let flags = t.flags();
-        if flags.contains(TransferFlags::PENDING) {
-            let (_, _, _, person) = ids::account_parts(t.credit_account_id());
-            holds.insert(
-                base,
-                LedgerHold {
-                    quantity: t.amount(),
-                    person,
-                    zone: t.user_data_32() as u16,
-                    created: t.timestamp(),
-                    expires: t.timestamp() + Duration::from_secs(t.timeout().into()),
-                    resolved: None,
-                },
-            );
-        } else if flags.contains(TransferFlags::POST_PENDING_TRANSFER) {
-            resolutions.push((base, t.timestamp(), "confirmed"));
-        } else if flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
-            resolutions.push((base, t.timestamp(), "cancelled"));
+    let number = offering.number;
+    let read = move |after| ledger.hold_events(number, after);
+    page_events(read, HoldEvent::timestamp, progress, |event| match *event {
+        HoldEvent::Placed(placed) => {
+            holds.insert(placed.id.get(), LedgerHold { placed, resolved: None });
         }
+        HoldEvent::Confirmed { id, at } => resolutions.push((id.get(), at, "confirmed")),
+        HoldEvent::Cancelled { id, at } => resolutions.push((id.get(), at, "cancelled")),
     })
     .await?;
     for (base, at, state) in resolutions {
@@ -293,25 +264,25 @@ async fn check_offering(
             );
             continue;
         };
-        if hold.quantity != quantity as u128 {
+        if hold.placed.quantity != quantity as u128 {
             report.flag(
                 "reservation_quantity_mismatch",
                 &subject,
-                format!("ledger {}, Postgres {quantity}", hold.quantity),
+                format!("ledger {}, Postgres {quantity}", hold.placed.quantity),
             );
         }
-        if hold.person != user as u64 {
+        if hold.placed.person != user as u64 {
             report.flag(
                 "reservation_person_mismatch",
                 &subject,
-                format!("ledger person {}, Postgres user {user}", hold.person),
+                format!("ledger person {}, Postgres user {user}", hold.placed.person),
             );
         }
-        if hold.zone as i32 != zone {
+        if hold.placed.zone as i32 != zone {
             report.flag(
                 "reservation_zone_mismatch",
                 &subject,
-                format!("ledger zone {}, Postgres {zone}", hold.zone),
+                format!("ledger zone {}, Postgres {zone}", hold.placed.zone),
             );
         }
         if let Some(expected) = hold.expected_status(checkpoint, now) {
@@ -329,13 +300,13 @@ async fn check_offering(
         if seen.contains(base) {
             continue;
         }
-        if hold.created <= checkpoint {
+        if hold.placed.created_at <= checkpoint {
             report.flag(
                 "reservation_missing_in_postgres",
                 format!("reservation:{base:030x}"),
                 format!(
                     "the ledger holds {} for person {}; Postgres has no row",
-                    hold.quantity, hold.person
+                    hold.placed.quantity, hold.placed.person
                 ),
             );
         } else {
@@ -372,14 +343,15 @@ async fn check_money(
     // Ledger money by payment id (the notification's `ledger_id`): kind, amount, offering.
     let mut moved: HashMap<u128, (&'static str, u128, u32)> = HashMap::new();
     let hidden = ProgressBar::hidden();
-    for (code, kind) in [(CODE_DEPOSIT, "deposit"), (CODE_REFUND, "refund")] {
-        page_transfers(ledger, ids::LEDGER_THB, code, &hidden, |t| {
+    for kind in [MoneyKind::Deposit, MoneyKind::Refund] {
+        let read = move |after| ledger.money_events(kind, after);
+        let keep = |e: &MoneyEvent| {
             // The THB ledger is shared by every deployment on the cluster: keep ours.
-            if numbers.contains_key(&t.user_data_32()) {
-                moved.insert(t.user_data_128(), (kind, t.amount(), t.user_data_32()));
+            if numbers.contains_key(&e.offering) {
+                moved.insert(e.payment, (kind.as_str(), e.amount_satang, e.offering));
             }
-        })
-        .await?;
+        };
+        page_events(read, |e: &MoneyEvent| e.timestamp, &hidden, keep).await?;
     }
     let rows = db
         .query(

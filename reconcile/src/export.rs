@@ -1,8 +1,8 @@
 //! Writing an export: pages TigerBeetle by timestamp, ledger by ledger, and streams every
 //! record into a [`Sink`] (a directory of files for the CLI, one HTTP body for the API).
 //!
-//! Memory stays flat whatever the size: one page (at most [`PAGE_EVENTS_MAX`] events) and
-//! two line buffers are alive at a time.
+//! Memory stays flat whatever the size: one page (at most
+//! [`allot_ledger::PAGE_EVENTS_MAX`] records) and two line buffers are alive at a time.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -11,20 +11,17 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tigerbeetle_unofficial::{Account, Client, QueryFilter, Transfer};
+use allot_ledger::{ExportAccount, ExportTransfer, Ledger, LedgerError};
 
 use crate::format::{
     self, records, ChainedFile, FileKind, LedgerTotals, ManifestBody, Record, Section, Sums, Value,
 };
 
-/// TigerBeetle answers at most this many events per query (8,189 in 0.16 with 1 MiB
-/// messages): the page size of every read here.
-pub const PAGE_EVENTS_MAX: u32 = 8_189;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("ledger: {0}")]
-    Ledger(String),
+    /// Its message says "ledger ..." already.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error("writing: {0}")]
     Io(#[from] io::Error),
 }
@@ -58,7 +55,7 @@ pub type Progress<'a> = &'a mut (dyn FnMut(Section, u64) + Send);
 
 /// Runs an export and returns its manifest body (already written, signed, to the sink).
 pub async fn export<S: Sink>(
-    client: &Client,
+    ledger: &Ledger,
     request: &ExportRequest,
     sink: &mut S,
     key: &ed25519_dalek::SigningKey,
@@ -70,13 +67,13 @@ pub async fn export<S: Sink>(
 
     sink.begin(Section::Accounts)?;
     let mut written = 0u64;
-    for ledger in &request.ledgers {
+    for number in &request.ledgers {
         let mut cursor = None;
-        while let Some(page) = accounts_page(client, *ledger, &mut cursor, request.to).await? {
+        while let Some(page) = accounts_page(ledger, *number, &mut cursor, request.to).await? {
             for a in &page {
                 let values = records::account(a);
                 writer.write(sink, Section::Accounts, &values)?;
-                sums.get_mut(ledger).expect("known ledger").accounts += 1;
+                sums.get_mut(number).expect("known ledger").accounts += 1;
             }
             written += page.len() as u64;
             progress(Section::Accounts, written);
@@ -86,14 +83,14 @@ pub async fn export<S: Sink>(
 
     sink.begin(Section::Transfers)?;
     let mut written = 0u64;
-    for ledger in &request.ledgers {
+    for number in &request.ledgers {
         let mut cursor = request.from;
-        while let Some(page) = transfers_page(client, *ledger, &mut cursor, request.to).await? {
-            let s = sums.get_mut(ledger).expect("known ledger");
+        while let Some(page) = transfers_page(ledger, *number, &mut cursor, request.to).await? {
+            let s = sums.get_mut(number).expect("known ledger");
             for t in &page {
                 writer.write(sink, Section::Transfers, &records::transfer(t))?;
                 s.transfers += 1;
-                s.transfer_amount += t.amount();
+                s.transfer_amount += t.amount;
             }
             written += page.len() as u64;
             progress(Section::Transfers, written);
@@ -106,16 +103,16 @@ pub async fn export<S: Sink>(
     let balances_as_of = SystemTime::now();
     sink.begin(Section::Balances)?;
     let mut written = 0u64;
-    for ledger in &request.ledgers {
+    for number in &request.ledgers {
         let mut cursor = None;
-        while let Some(page) = accounts_page(client, *ledger, &mut cursor, request.to).await? {
-            let s = sums.get_mut(ledger).expect("known ledger");
+        while let Some(page) = accounts_page(ledger, *number, &mut cursor, request.to).await? {
+            let s = sums.get_mut(number).expect("known ledger");
             for a in &page {
                 writer.write(sink, Section::Balances, &records::balance(a))?;
-                s.debits_pending += a.debits_pending();
-                s.debits_posted += a.debits_posted();
-                s.credits_pending += a.credits_pending();
-                s.credits_posted += a.credits_posted();
+                s.debits_pending += a.debits_pending;
+                s.debits_posted += a.debits_posted;
+                s.credits_pending += a.credits_pending;
+                s.credits_posted += a.credits_posted;
             }
             written += page.len() as u64;
             progress(Section::Balances, written);
@@ -175,47 +172,26 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// The next page of a ledger's accounts created before `to`; `None` when done. `cursor` is
 /// the smallest timestamp still to read (inclusive), moved past each page.
 async fn accounts_page(
-    client: &Client,
-    ledger: u32,
+    ledger: &Ledger,
+    number: u32,
     cursor: &mut Option<SystemTime>,
     to: SystemTime,
-) -> Result<Option<Vec<Account>>, ExportError> {
-    let Some(filter) = page_filter(ledger, *cursor, to) else { return Ok(None) };
-    let page = client
-        .query_accounts(Box::new(filter))
-        .await
-        .map_err(|e| ExportError::Ledger(e.to_string()))?;
-    Ok(advance(page, cursor, |a| a.timestamp()))
+) -> Result<Option<Vec<ExportAccount>>, ExportError> {
+    let from = cursor.unwrap_or(UNIX_EPOCH);
+    let page = ledger.export_accounts(number, from, to).await?;
+    Ok(advance(page, cursor, |a| a.timestamp))
 }
 
 /// The next page of a ledger's transfers in `[cursor, to)`, as [`accounts_page`].
 async fn transfers_page(
-    client: &Client,
-    ledger: u32,
+    ledger: &Ledger,
+    number: u32,
     cursor: &mut Option<SystemTime>,
     to: SystemTime,
-) -> Result<Option<Vec<Transfer>>, ExportError> {
-    let Some(filter) = page_filter(ledger, *cursor, to) else { return Ok(None) };
-    let page = client
-        .query_transfers(Box::new(filter))
-        .await
-        .map_err(|e| ExportError::Ledger(e.to_string()))?;
-    Ok(advance(page, cursor, |t| t.timestamp()))
-}
-
-/// A query for one page of a ledger in `[min, to)`; `None` when the range is empty.
-fn page_filter(ledger: u32, min: Option<SystemTime>, to: SystemTime) -> Option<QueryFilter> {
-    let to = nanos(to);
-    // TigerBeetle reads a zero bound as "no bound": timestamps start at 1.
-    let min = min.map_or(1, nanos).max(1);
-    if min >= to {
-        return None;
-    }
-    let filter = QueryFilter::new(PAGE_EVENTS_MAX)
-        .with_ledger(ledger)
-        .with_timestamp_min(UNIX_EPOCH + Duration::from_nanos(min))
-        .with_timestamp_max(UNIX_EPOCH + Duration::from_nanos(to - 1));
-    Some(filter)
+) -> Result<Option<Vec<ExportTransfer>>, ExportError> {
+    let from = cursor.unwrap_or(UNIX_EPOCH);
+    let page = ledger.export_transfers(number, from, to).await?;
+    Ok(advance(page, cursor, |t| t.timestamp))
 }
 
 /// Moves the cursor just past the page's last event; `None` for an empty page (done).

@@ -499,55 +499,55 @@ fn is_id_column(name: &str) -> bool {
     name == "id" || name.ends_with("account_id") || name == "pending_id" || name == "user_data_128"
 }
 
-/// The record shapes, from TigerBeetle's own types.
+/// The record shapes, from the ledger's records of TigerBeetle's accounts and transfers.
 pub mod records {
     use super::Value;
-    use tigerbeetle_unofficial::{Account, Transfer};
+    use allot_ledger::{ExportAccount, ExportTransfer};
 
     pub fn nanos(t: std::time::SystemTime) -> u128 {
         t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
     }
 
-    pub fn account(a: &Account) -> [Value; 8] {
+    pub fn account(a: &ExportAccount) -> [Value; 8] {
         [
-            Value::Id(a.id()),
-            Value::Small(a.ledger()),
-            Value::Small(a.code().into()),
-            Value::Small(a.flags().bits().into()),
-            Value::Id(a.user_data_128()),
-            Value::Big(a.user_data_64().into()),
-            Value::Small(a.user_data_32()),
-            Value::Big(nanos(a.timestamp())),
+            Value::Id(a.id),
+            Value::Small(a.ledger),
+            Value::Small(a.code.into()),
+            Value::Small(a.flags.into()),
+            Value::Id(a.user_data_128),
+            Value::Big(a.user_data_64.into()),
+            Value::Small(a.user_data_32),
+            Value::Big(nanos(a.timestamp)),
         ]
     }
 
-    pub fn transfer(t: &Transfer) -> [Value; 13] {
+    pub fn transfer(t: &ExportTransfer) -> [Value; 13] {
         [
-            Value::Id(t.id()),
-            Value::Id(t.debit_account_id()),
-            Value::Id(t.credit_account_id()),
-            Value::Big(t.amount()),
-            Value::Id(t.pending_id()),
-            Value::Id(t.user_data_128()),
-            Value::Big(t.user_data_64().into()),
-            Value::Small(t.user_data_32()),
-            Value::Small(t.timeout()),
-            Value::Small(t.ledger()),
-            Value::Small(t.code().into()),
-            Value::Small(t.flags().bits().into()),
-            Value::Big(nanos(t.timestamp())),
+            Value::Id(t.id),
+            Value::Id(t.debit_account_id),
+            Value::Id(t.credit_account_id),
+            Value::Big(t.amount),
+            Value::Id(t.pending_id),
+            Value::Id(t.user_data_128),
+            Value::Big(t.user_data_64.into()),
+            Value::Small(t.user_data_32),
+            Value::Small(t.timeout),
+            Value::Small(t.ledger),
+            Value::Small(t.code.into()),
+            Value::Small(t.flags.into()),
+            Value::Big(nanos(t.timestamp)),
         ]
     }
 
-    pub fn balance(a: &Account) -> [Value; 7] {
+    pub fn balance(a: &ExportAccount) -> [Value; 7] {
         [
-            Value::Id(a.id()),
-            Value::Small(a.ledger()),
-            Value::Small(a.code().into()),
-            Value::Big(a.debits_pending()),
-            Value::Big(a.debits_posted()),
-            Value::Big(a.credits_pending()),
-            Value::Big(a.credits_posted()),
+            Value::Id(a.id),
+            Value::Small(a.ledger),
+            Value::Small(a.code.into()),
+            Value::Big(a.debits_pending),
+            Value::Big(a.debits_posted),
+            Value::Big(a.credits_pending),
+            Value::Big(a.credits_posted),
         ]
     }
 }

@@ -322,7 +322,7 @@ async fn run_export(conn: &Connection, args: ExportArgs) -> Result<bool, String>
     let progress = spinner("exporting");
     let mut report =
         |section: Section, n: u64| progress.set_message(format!("{}: {n}", section.name()));
-    let manifest = export::export(ledger.client(), &request, &mut sink, &key, &mut report)
+    let manifest = export::export(&ledger, &request, &mut sink, &key, &mut report)
         .await
         .map_err(|e| e.to_string())?;
     progress.finish_and_clear();

@@ -7,13 +7,11 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use allot_api::identity::tokens::TokenKeys;
 use allot_api::identity::Role;
-use allot_ledger::ids::{self, CODE_HOLD_STOCK};
-use allot_ledger::ledger_flags::TransferFlags;
-use allot_ledger::{Ledger, QueryFilter};
+use allot_ledger::{HoldEvent, Ledger};
 use allot_tests::app::fresh_database;
 use allot_tests::tigerbeetle;
 use serde_json::{json, Value};
@@ -190,15 +188,12 @@ zones = [{ id = "main", supply = 100000, price_satang = 100 }]
 }
 
 async fn ledger_reservations(ledger: &Ledger, offering: u32) -> HashSet<String> {
-    let filter = QueryFilter::new(8_189)
-        .with_ledger(ids::ledger_inventory(offering))
-        .with_code(CODE_HOLD_STOCK);
-    let transfers = ledger.client().query_transfers(Box::new(filter)).await.unwrap();
+    let transfers = ledger.hold_events(offering, UNIX_EPOCH).await.unwrap();
     assert!(transfers.len() < 8_189, "one page is enough here");
     transfers
         .iter()
-        .filter(|t| t.flags().contains(TransferFlags::PENDING))
-        .map(|t| format!("{:030x}", t.id() & ids::BASE_MASK))
+        .filter(|t| matches!(t, HoldEvent::Placed(_)))
+        .map(|t| format!("{:030x}", t.id().get()))
         .collect()
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use allot_ledger::*;
 use allot_tests::tigerbeetle;
@@ -357,4 +357,56 @@ async fn people_prepared_in_bulk_get_their_full_allowance_once() {
         let more = request(hold_id(&spec, 100_000 + person as u128), person, 1, 600);
         assert_eq!(ledger.hold(&spec, &more).await.unwrap(), HoldOutcome::PersonLimitExceeded);
     }
+}
+
+#[tokio::test]
+async fn readers_see_each_hold_placed_then_confirmed_or_cancelled_and_who_holds_what() {
+    let ledger = ledger();
+    let spec = offering(100, 1, 1, 10);
+    ledger.setup_offering(&spec).await.unwrap();
+    let (a, b, c) = (hold_id(&spec, 1), hold_id(&spec, 2), hold_id(&spec, 3));
+    for (id, person, quantity) in [(a, 1, 2), (b, 2, 3), (c, 3, 4)] {
+        ledger.hold(&spec, &request(id, person, quantity, 600)).await.unwrap();
+    }
+    let payment = Payment { id: 7, gateway: GATEWAY, amount_satang: 2_000 };
+    let confirmed = ledger.confirm(&spec, a, &payment).await.unwrap();
+    assert_eq!(confirmed, ConfirmOutcome::Confirmed { replayed: false });
+    assert_eq!(ledger.cancel(b).await.unwrap(), CancelOutcome::Cancelled { replayed: false });
+
+    // What the projector and the reconciliation read: every event once, oldest first.
+    let events = ledger.hold_events(spec.number, UNIX_EPOCH).await.unwrap();
+    assert_eq!(events.iter().map(HoldEvent::id).collect::<Vec<_>>(), [a, b, c, a, b]);
+    assert!(events.windows(2).all(|w| w[0].timestamp() < w[1].timestamp()));
+    let placed: Vec<(u64, u16, u128)> = events
+        .iter()
+        .filter_map(|e| match e {
+            HoldEvent::Placed(h) => Some((h.person, h.zone, h.quantity)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(placed, [(1, 1, 2), (2, 1, 3), (3, 1, 4)]);
+    assert!(matches!(events[3], HoldEvent::Confirmed { id, .. } if id == a));
+    assert!(matches!(events[4], HoldEvent::Cancelled { id, .. } if id == b));
+    // After the last event there is nothing more: a reader there is caught up.
+    let last = events[4].timestamp();
+    assert!(ledger.hold_events(spec.number, last).await.unwrap().is_empty());
+    // The hold a reader decodes is the hold `hold_info` reads.
+    let HoldEvent::Placed(c_placed) = events[2] else { panic!("{:?}", events[2]) };
+    let info = ledger.hold_info(c).await.unwrap().unwrap();
+    assert_eq!((info.expires_at, info.fingerprint), (c_placed.expires_at, c_placed.fingerprint));
+
+    // The deposit, found among every offering's money by the offering it was booked to.
+    let deposits = ledger.money_events(MoneyKind::Deposit, UNIX_EPOCH).await.unwrap();
+    let ours: Vec<(u128, u128)> = deposits
+        .iter()
+        .filter(|e| e.offering == spec.number)
+        .map(|e| (e.payment, e.amount_satang))
+        .collect();
+    assert_eq!(ours, [(7, 2_000)]);
+
+    // What each person holds and owns, in the order asked; a stranger holds nothing.
+    let holdings = ledger.holdings(&spec, &[3, 1, 2, 99]).await.unwrap();
+    let seen: Vec<(u64, u128, u128)> =
+        holdings.iter().map(|h| (h.person, h.held, h.confirmed)).collect();
+    assert_eq!(seen, [(3, 4, 0), (1, 0, 2), (2, 0, 0), (99, 0, 0)]);
 }

@@ -23,16 +23,13 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Both stores answer: TigerBeetle (a lookup) and Postgres (`SELECT 1`).
+/// Both stores answer: TigerBeetle (`Ledger::ping`) and Postgres (`SELECT 1`).
 #[utoipa::path(get, path = "/health/ready", responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let tb = tokio::time::timeout(
-        state.tb_timeout(),
-        state.ledger.client().lookup_accounts(vec![1u128]),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let tb = tokio::time::timeout(state.tb_timeout(), state.ledger.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
     let pg = match state.db.get().await {
         Ok(client) => client.query_one("SELECT 1", &[]).await.is_ok(),
         Err(_) => false,

@@ -1,7 +1,7 @@
 //! Time of a signed ledger export: loads a fresh TigerBeetle with `--transfers` transfers
-//! (default 1,000,000, written in batches of 8,189 with the raw client), then exports them
-//! with the same code as `reconcile export` (CSV and JSON Lines, hash-chained, signed) and
-//! verifies the result, timing both.
+//! (default 1,000,000, written a full batch at a time by `Ledger::load_synthetic_money`),
+//! then exports them with the same code as `reconcile export` (CSV and JSON Lines,
+//! hash-chained, signed) and verifies the result, timing both.
 //!
 //! `cargo run --release -p allot-tests --bin bench_export` (the target is under 30 s for
 //! 1,000,000 transfers on a 2-core machine).
@@ -10,14 +10,11 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
 use allot_ledger::ids::LEDGER_THB;
-use allot_ledger::{Account, Ledger, Transfer};
+use allot_ledger::{Ledger, SyntheticMoney};
 use allot_reconcile::export::{self, DirSink, ExportRequest};
 use allot_reconcile::format::{FileKind, Section};
 use allot_tests::tigerbeetle::Server;
 use clap::Parser;
-
-/// TigerBeetle's largest batch of transfers per request.
-const BATCH_TRANSFERS_MAX: usize = 8_189;
 
 #[derive(Debug, Parser)]
 #[command(about = "Time a signed ledger export of many transfers")]
@@ -54,35 +51,10 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let server = Server::start_with(args.development, "512MiB");
     let ledger = Ledger::connect(0, &server.address()).map_err(|e| e.to_string())?;
-    let client = ledger.client();
 
     let loading = Instant::now();
-    let accounts: Vec<Account> =
-        (1..=args.accounts).map(|id| Account::new(id, LEDGER_THB, 9)).collect();
-    for chunk in accounts.chunks(BATCH_TRANSFERS_MAX) {
-        client.create_accounts(chunk.to_vec()).await.map_err(|e| format!("accounts: {e:?}"))?;
-    }
-    let mut id: u128 = 0;
-    while (id as usize) < args.transfers {
-        let n = BATCH_TRANSFERS_MAX.min(args.transfers - id as usize);
-        let batch: Vec<Transfer> = (0..n)
-            .map(|_| {
-                id += 1;
-                let debit = id % args.accounts + 1;
-                let credit = (id * 7 + 3) % args.accounts + 1;
-                let credit = if credit == debit { debit % args.accounts + 1 } else { credit };
-                Transfer::new(id)
-                    .with_debit_account_id(debit)
-                    .with_credit_account_id(credit)
-                    .with_amount(100 + id % 100_000)
-                    .with_ledger(LEDGER_THB)
-                    .with_code(20)
-                    .with_user_data_128(id << 8)
-                    .with_user_data_64(id as u64)
-            })
-            .collect();
-        client.create_transfers(batch).await.map_err(|e| format!("transfers: {e:?}"))?;
-    }
+    let load = SyntheticMoney { accounts: args.accounts, transfers: args.transfers as u128 };
+    ledger.load_synthetic_money(load).await.map_err(|e| format!("loading: {e}"))?;
     let loaded = loading.elapsed();
 
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -95,7 +67,7 @@ async fn run(args: Args) -> Result<(), String> {
         DirSink::create(&out, &[FileKind::Csv, FileKind::Jsonl]).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut progress = |_: Section, _: u64| {};
-    let manifest = export::export(client, &request, &mut sink, &key, &mut progress)
+    let manifest = export::export(&ledger, &request, &mut sink, &key, &mut progress)
         .await
         .map_err(|e| e.to_string())?;
     let exported = started.elapsed();

@@ -90,8 +90,6 @@ struct Args {
 
 /// Fans' user ids start here: far from the dev admin and any id a person would get.
 const FAN_ID_BASE: i64 = 10_000_000;
-/// TigerBeetle looks up at most 8,189 accounts per request; stay under it.
-const LOOKUP_BATCH: usize = 8_000;
 const RETRIES: u32 = 5;
 
 fn main() -> ExitCode {
@@ -895,18 +893,14 @@ async fn books(
     let remaining: u128 = zones.iter().map(|z| z.remaining).sum();
 
     // Every fan's holding account: what each holds (pending) or owns (posted).
-    let ids: Vec<u128> =
-        (0..args.fans).map(|i| spec.holding_account(Fan::user_id(i) as u64)).collect();
+    let fans: Vec<u64> = (0..args.fans).map(|i| Fan::user_id(i) as u64).collect();
+    let holdings = ledger.holdings(&spec, &fans).await.map_err(|e| e.to_string())?;
     let (mut fans_total, mut fans_max, mut over) = (0u128, 0u128, 0u64);
-    for chunk in ids.chunks(LOOKUP_BATCH) {
-        let accounts =
-            ledger.client().lookup_accounts(chunk.to_vec()).await.map_err(|e| e.to_string())?;
-        for a in accounts {
-            let seats = a.credits_pending() + a.credits_posted();
-            fans_total += seats;
-            fans_max = fans_max.max(seats);
-            over += u64::from(seats > u128::from(max));
-        }
+    for holding in holdings {
+        let seats = holding.held + holding.confirmed;
+        fans_total += seats;
+        fans_max = fans_max.max(seats);
+        over += u64::from(seats > u128::from(max));
     }
 
     // The projection catches up within its interval; give it time on a loaded machine.
