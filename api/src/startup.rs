@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::catalog::{self, Catalog};
 use crate::config::Settings;
 use crate::identity::tokens::TokenKeys;
+use crate::identity::{dev_bootstrap, Identity};
 use crate::routes;
 use crate::state::AppState;
 
@@ -48,21 +49,31 @@ impl Application {
             .map_err(|_| "TigerBeetle did not answer within 30 s".to_string())?
             .map_err(|e| format!("loading offerings: {e:?}"))?;
 
+        let tokens =
+            Arc::new(TokenKeys::new(&secrets.token_secret, settings.identity.access_token_seconds));
+        let identity = Identity::new(
+            db.clone(),
+            tokens.clone(),
+            &secrets.identity_key,
+            settings.identity.clone(),
+        );
         let state = web::Data::new(AppState {
-            tokens: TokenKeys::new(&secrets.token_secret, settings.identity.access_token_seconds),
+            tokens,
+            identity,
             fairness: crate::fairness::Fairness::new(
                 &settings,
                 &secrets.token_secret,
                 &secrets.identity_key,
             ),
-            identity_key: secrets.identity_key,
             gateways: crate::payments::gateway::Gateways::load(&settings)?,
             ledger,
             db,
             catalog,
             settings,
         });
-        routes::identity::bootstrap_dev_admin(&state).await?;
+        if state.settings.dev_mode {
+            dev_bootstrap::ensure_admin(&state.identity, &state.settings.data_dir).await?;
+        }
 
         let tasks = spawn_background(&state);
         let listener = TcpListener::bind(&state.settings.http.addr)

@@ -17,9 +17,10 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     pub db: Pool,
     pub catalog: Arc<Catalog>,
-    pub tokens: TokenKeys,
-    /// Key for national-ID lookup hashes: the raw number is never stored or logged.
-    pub identity_key: Vec<u8>,
+    /// Access-token keys; the `Principal` extractor verifies with them.
+    pub tokens: Arc<TokenKeys>,
+    /// Users, sessions, second factors.
+    pub identity: crate::identity::Identity,
     /// Payment gateways and their webhook secrets.
     pub gateways: crate::payments::gateway::Gateways,
     /// Waiting rooms, draw keys, proof-of-work, rate limits and the latency they watch.

@@ -11,12 +11,12 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::store::Client;
 use allot_ledger::{
     ids, HoldEvent, Ledger, LedgerError, MoneyEvent, MoneyKind, PlacedHold, PAGE_EVENTS_MAX,
 };
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
-use crate::store::Client;
 
 use crate::store::{self, OfferingRow};
 

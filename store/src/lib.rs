@@ -11,6 +11,7 @@
 //! - [`audit`]: the hash-chained audit log: the append statement and the hash rule, beside
 //!   the reader its verifier uses.
 //! - [`offerings`]: offering configurations, ledger numbers and open flags.
+//! - [`identity`]: users, roles, refresh-token families, TOTP columns, the dev admin.
 //! - [`status`]: every status kept in a text column, as an enum with one spelling.
 //!
 //! Invariants:
@@ -19,6 +20,7 @@
 //! - Nothing here is on the reservation hot path; it knows nothing of HTTP or TigerBeetle.
 
 pub mod audit;
+pub mod identity;
 pub mod offerings;
 pub mod status;
 

@@ -524,7 +524,8 @@ async fn the_dev_admin_exists_once_with_private_credentials() {
     assert_error(status, &res, (401, "mfa_required", Some("totp")));
 
     // A restart finds the admin and changes nothing.
-    allot_api::routes::identity::bootstrap_dev_admin(&app.state).await.unwrap();
+    let (identity, data_dir) = (&app.state.identity, &app.state.settings.data_dir);
+    allot_api::identity::dev_bootstrap::ensure_admin(identity, data_dir).await.unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), written);
     let admins: i64 = app
         .db()

@@ -1,11 +1,66 @@
-//! Who someone is: national ID, passwords, TOTP, roles and access tokens.
+//! Who someone is, and the service that registers people, signs them in and enrols their
+//! second factor.
+//!
+//! - [`Identity`]: the service, holding exactly its handles; built once by `startup`.
+//! - [`users`]: registration and its input rules, the caller's profile, role changes.
+//! - [`sessions`]: sign-in, refresh-token families, sign-out.
+//! - [`mfa`]: TOTP enrolment, its confirmation, and the code check at sign-in.
+//! - [`dev_bootstrap`]: the development admin and its private credentials file.
+//! - [`national_id`], [`password`], [`tokens`], [`totp`]: the primitives they use.
+//!
+//! Invariants: the raw national ID is never logged, stored or returned; neither is a
+//! password, a TOTP secret after enrolment, or a refresh token after it is issued. Nothing
+//! here knows HTTP: the routes extract, call and answer.
 
+pub mod dev_bootstrap;
+pub mod mfa;
 pub mod national_id;
 pub mod password;
+pub mod sessions;
 pub mod tokens;
 pub mod totp;
+pub mod users;
 
+use std::sync::Arc;
+
+use allot_store::Pool;
 use serde::{Deserialize, Serialize};
+
+use crate::config::IdentitySettings;
+use tokens::TokenKeys;
+
+/// Identity's handles. Cheap to clone (the pool and Arcs). Password hashing needs no
+/// handle: its bound is per process ([`password::hashing_concurrency_max`]), whatever
+/// holds it.
+#[derive(Clone)]
+pub struct Identity {
+    /// Users and refresh tokens live in Postgres; see `allot_store::identity`.
+    db: Pool,
+    /// Shared with the `Principal` extractor, which verifies what these keys issue.
+    tokens: Arc<TokenKeys>,
+    /// Key for national-ID lookup hashes: the raw number is never stored or logged.
+    identity_key: Arc<[u8]>,
+    /// For the refresh tokens' lifetime.
+    settings: IdentitySettings,
+}
+
+/// Names no key.
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("tokens", &self.tokens).finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    pub fn new(
+        db: Pool,
+        tokens: Arc<TokenKeys>,
+        identity_key: &[u8],
+        settings: IdentitySettings,
+    ) -> Identity {
+        Identity { db, tokens, identity_key: identity_key.into(), settings }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -39,4 +94,10 @@ impl Role {
     pub fn requires_mfa(self) -> bool {
         !matches!(self, Role::Citizen)
     }
+}
+
+/// Roles in the database passed its CHECK constraint, so an unknown one is a broken
+/// invariant, not a client's mistake.
+fn stored_role(text: &str) -> Role {
+    Role::parse(text).unwrap_or_else(|| panic!("users.role holds unknown role {text:?}"))
 }

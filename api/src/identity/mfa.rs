@@ -1,0 +1,100 @@
+//! The second factor: TOTP enrolment, its confirmation, and the code check at sign-in.
+//!
+//! Enrolment stores a new secret that sign-in does not require until a current code
+//! confirms it. Once MFA is enabled, enrolling again is `forbidden`, so a stolen access
+//! token cannot swap the factor.
+
+use allot_store::identity as store;
+
+use super::tokens::now_seconds;
+use super::{totp, Identity};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+
+/// What an authenticator app needs; shown once, at enrolment.
+pub struct Enrolment {
+    /// Base32; for typing into an authenticator by hand.
+    pub secret: String,
+    /// `otpauth://` URL; shown as a QR code.
+    pub otpauth_url: String,
+}
+
+/// Names no secret.
+impl std::fmt::Debug for Enrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolment").finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Starts TOTP enrolment for the user with a fresh secret.
+    pub async fn start_mfa_enrolment(&self, user_id: i64) -> ApiResult<Enrolment> {
+        let secret = totp::generate_secret();
+        let client = self.db.get().await?;
+        let Some(email) = store::start_totp_enrolment(&client, user_id, &secret).await? else {
+            return Err(ApiError::new(match store::user_exists(&client, user_id).await? {
+                true => ErrorCode::Forbidden,
+                false => ErrorCode::Unauthorized,
+            }));
+        };
+        tracing::info!(user_id, "MFA enrolment started");
+        let otpauth_url = totp::otpauth_url(&secret, &email);
+        Ok(Enrolment { secret, otpauth_url })
+    }
+
+    /// Confirms enrolment with a current `code`; from then on sign-in requires a code.
+    pub async fn confirm_mfa(&self, user_id: i64, code: &str) -> ApiResult<()> {
+        let client = self.db.get().await?;
+        let secret = store::totp_secret(&client, user_id)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
+        let invalid = || ApiError::field(ErrorCode::InvalidMfaCode, "code");
+        let secret = secret.ok_or_else(invalid)?;
+        if !totp::verify(&secret, code, now_seconds()) {
+            return Err(invalid());
+        }
+        // The secret is part of the condition: a concurrent re-enrolment with another
+        // secret must not be enabled by a code for this one.
+        if !store::enable_totp(&client, user_id, &secret).await? {
+            return Err(invalid());
+        }
+        tracing::info!(user_id, "MFA enabled");
+        Ok(())
+    }
+}
+
+/// At sign-in, after the password matched: whether this session passed a second factor.
+/// Once TOTP is enabled the code is required (`mfa_required`) and must be current
+/// (`invalid_mfa_code`); before, there is nothing to pass.
+pub(super) fn check_sign_in_code(
+    secret: Option<&str>,
+    enabled: bool,
+    code: Option<String>,
+) -> ApiResult<bool> {
+    let (Some(secret), true) = (secret, enabled) else {
+        return Ok(false);
+    };
+    let code = code.ok_or_else(|| ApiError::field(ErrorCode::MfaRequired, "totp"))?;
+    if !totp::verify(secret, &code, now_seconds()) {
+        return Err(ApiError::field(ErrorCode::InvalidMfaCode, "totp"));
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_is_needed_only_once_totp_is_enabled() {
+        let secret = totp::generate_secret();
+        assert!(!check_sign_in_code(None, false, None).unwrap());
+        assert!(!check_sign_in_code(Some(&secret), false, None).unwrap(), "enrolment pending");
+        let e = check_sign_in_code(Some(&secret), true, None).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), (ErrorCode::MfaRequired, Some("totp")));
+        // Five digits never match, whatever the time.
+        let e = check_sign_in_code(Some(&secret), true, Some("12345".into())).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), (ErrorCode::InvalidMfaCode, Some("totp")));
+        let now = totp::code_at(&secret, now_seconds()).unwrap();
+        assert!(check_sign_in_code(Some(&secret), true, Some(now)).unwrap());
+    }
+}

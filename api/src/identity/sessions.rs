@@ -1,0 +1,206 @@
+//! Sessions: sign-in, refresh-token rotation, sign-out.
+//!
+//! A sign-in answers a short-lived access token and an opaque refresh token. Tokens of one
+//! sign-in form a family; presenting a token that was already rotated means it was copied,
+//! so the whole family is revoked and both holders must sign in again. Only the SHA-256 of
+//! a refresh token is stored: a database leak yields no usable refresh token.
+
+use allot_store::identity as store;
+use allot_store::GenericClient;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::national_id::NationalId;
+use super::users::EMAIL_BYTES_MAX;
+use super::{mfa, password, stored_role, Identity, Role};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+
+/// Logins longer than any email or national ID are not looked up.
+const LOGIN_BYTES_MAX: usize = EMAIL_BYTES_MAX;
+/// Refresh tokens carry 256 random bits.
+const REFRESH_TOKEN_BYTES: usize = 32;
+
+/// What a sign-in or a refresh hands out.
+pub struct Tokens {
+    /// Bearer token for every authenticated call.
+    pub access_token: String,
+    /// Opaque; works once.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// Names neither token.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens").field("expires_in", &self.expires_in).finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Signs in with an email or national ID, the password, and the TOTP code once enabled.
+    /// Wrong login and wrong password give the same answer in about the same time.
+    pub async fn sign_in(
+        &self,
+        login: &str,
+        password: String,
+        totp: Option<String>,
+    ) -> ApiResult<Tokens> {
+        if password.len() > password::PASSWORD_BYTES_MAX {
+            let reason = format!("at most {} bytes", password::PASSWORD_BYTES_MAX);
+            return Err(ApiError::validation("password", reason));
+        }
+        // The connection goes back to the pool before hashing: a login rush must not hold
+        // every connection for the length of an argon2 verification.
+        let user = self.find_for_sign_in(&self.db.get().await?, login).await?;
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let matches = password::verify(password, phc).await?;
+        let user = match user {
+            Some(user) if matches => user,
+            _ => return Err(ApiError::new(ErrorCode::InvalidCredentials)),
+        };
+        let mfa = mfa::check_sign_in_code(user.totp_secret.as_deref(), user.totp_enabled, totp)?;
+        let role = stored_role(&user.role);
+        let session = self.start_session(&self.db.get().await?, user.user_id, role, mfa).await?;
+        let (actor, after) = (crate::audit::user(user.user_id), serde_json::json!({ "mfa": mfa }));
+        crate::audit::append(
+            &self.db.get().await?,
+            &actor,
+            "user.sign_in",
+            &actor,
+            None,
+            Some(&after),
+        )
+        .await?;
+        tracing::info!(user_id = user.user_id, mfa, "signed in");
+        Ok(session)
+    }
+
+    /// The account a login names: an email (it has an `@`) or a national ID. A login that
+    /// is neither names nobody, which the caller answers like a wrong password.
+    async fn find_for_sign_in(
+        &self,
+        client: &impl GenericClient,
+        login: &str,
+    ) -> ApiResult<Option<store::Credentials>> {
+        if login.len() > LOGIN_BYTES_MAX {
+            return Ok(None);
+        }
+        let user = if login.contains('@') {
+            let email = login.trim().to_lowercase();
+            store::credentials_by_email(client, &email).await?
+        } else if let Ok(id) = NationalId::parse(login) {
+            let hash = id.lookup_hash(&self.identity_key);
+            store::credentials_by_identity_hash(client, &hash).await?
+        } else {
+            None
+        };
+        Ok(user)
+    }
+
+    /// A new family: an access token and the family's first refresh token.
+    async fn start_session(
+        &self,
+        client: &impl GenericClient,
+        user_id: i64,
+        role: Role,
+        mfa: bool,
+    ) -> ApiResult<Tokens> {
+        let refresh_token = self.issue_refresh_token(client, user_id, Uuid::new_v4()).await?;
+        Ok(Tokens {
+            access_token: self.tokens.issue(user_id, role, mfa),
+            refresh_token,
+            expires_in: self.tokens.access_seconds,
+        })
+    }
+
+    /// Stores the SHA-256 of a fresh random token and answers the token itself, which
+    /// exists nowhere else afterwards.
+    async fn issue_refresh_token(
+        &self,
+        client: &impl GenericClient,
+        user_id: i64,
+        family: Uuid,
+    ) -> ApiResult<String> {
+        let mut raw = [0u8; REFRESH_TOKEN_BYTES];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let lifetime = i64::try_from(self.settings.refresh_token_seconds)
+            .map_err(|_| ApiError::internal("refresh_token_seconds does not fit in i64"))?;
+        store::insert_refresh_token(client, &Sha256::digest(raw), user_id, family, lifetime)
+            .await?;
+        Ok(URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh token. The old
+    /// one stops working; presenting it again revokes every token of that sign-in. Role and
+    /// MFA status are read afresh, so a role change takes effect here.
+    pub async fn refresh(&self, presented: &str) -> ApiResult<Tokens> {
+        let unauthorized = || ApiError::field(ErrorCode::Unauthorized, "refresh_token");
+        let hash = refresh_token_hash(presented).ok_or_else(unauthorized)?;
+        let mut client = self.db.get().await?;
+        let tx = client.transaction().await?;
+        let token = store::lock_refresh_token(&tx, &hash).await?.ok_or_else(unauthorized)?;
+        if token.used && !token.revoked {
+            store::revoke_family(&tx, token.family).await?;
+            tx.commit().await?;
+            let (user_id, family) = (token.user_id, token.family);
+            tracing::warn!(user_id, %family, "refresh token reused: session family revoked");
+            return Err(unauthorized());
+        }
+        if token.used || token.revoked || token.expired {
+            return Err(unauthorized());
+        }
+        store::mark_refresh_token_used(&tx, &hash).await?;
+        let refresh_token = self.issue_refresh_token(&tx, token.user_id, token.family).await?;
+        tx.commit().await?;
+        let role = stored_role(&token.role);
+        // A session of a user with TOTP enabled passed it: at sign-in (required once
+        // enabled) or at the confirmation that enabled it, within this very session.
+        let mfa = token.totp_enabled;
+        Ok(Tokens {
+            access_token: self.tokens.issue(token.user_id, role, mfa),
+            refresh_token,
+            expires_in: self.tokens.access_seconds,
+        })
+    }
+
+    /// Ends the sign-in a refresh token belongs to. An unknown token ends nothing and is no
+    /// error: signing out is idempotent, and the answer must not tell a guesser whether a
+    /// token exists.
+    pub async fn sign_out(&self, refresh_token: &str) -> ApiResult<()> {
+        if let Some(hash) = refresh_token_hash(refresh_token) {
+            store::revoke_family_of(&self.db.get().await?, &hash).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every sign-in of the user. Access tokens already issued stay valid until they
+    /// expire, since they are checked without the database.
+    pub async fn sign_out_everywhere(&self, user_id: i64) -> ApiResult<()> {
+        store::revoke_user(&self.db.get().await?, user_id).await?;
+        tracing::info!(user_id, "signed out everywhere");
+        Ok(())
+    }
+}
+
+/// The stored hash of a presented refresh token, or `None` when it cannot be one of ours.
+fn refresh_token_hash(token: &str) -> Option<Vec<u8>> {
+    let raw = URL_SAFE_NO_PAD.decode(token.as_bytes()).ok()?;
+    (raw.len() == REFRESH_TOKEN_BYTES).then(|| Sha256::digest(raw).to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_32_byte_base64url_tokens_have_a_hash() {
+        let token = URL_SAFE_NO_PAD.encode([9u8; REFRESH_TOKEN_BYTES]);
+        assert_eq!(refresh_token_hash(&token).unwrap(), Sha256::digest([9u8; 32]).to_vec());
+        assert!(refresh_token_hash(&URL_SAFE_NO_PAD.encode([9u8; 31])).is_none());
+        assert!(refresh_token_hash("not base64 at all!").is_none());
+    }
+}

@@ -1,0 +1,393 @@
+//! Users, their refresh tokens and their second factor (`users`, `refresh_tokens`,
+//! migration V1).
+//!
+//! A user's role travels as its stored spelling (`users.role`, whose `CHECK` constraint
+//! lists the five roles); the API's `Role` parses it, since that enum is also part of the
+//! API's JSON. Refresh tokens are stored as the SHA-256 of the token, never the token.
+
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::{Error, GenericClient};
+
+/// Key of the advisory lock that serializes the development admin's creation across API
+/// processes starting together (the migrations use 7411001).
+const DEV_ADMIN_LOCK_KEY: i64 = 7_411_002;
+
+// ---- Users ----------------------------------------------------------------------------------
+
+/// A citizen to register; the caller picks the random `user_id`.
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    pub user_id: i64,
+    /// Keyed hash of the national ID.
+    pub identity_hash: &'a [u8],
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub display_name: Option<&'a str>,
+    pub locale: &'a str,
+}
+
+/// What became of a registration. The unique constraints decide duplicates, so two
+/// concurrent registrations of one identity cannot both succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserInsert {
+    Inserted,
+    /// The random id is already someone's (`users_pkey`): draw another and retry.
+    UserIdTaken,
+    /// The national ID or the email already has an account.
+    DuplicateIdentity,
+}
+
+pub async fn insert_user(
+    client: &impl GenericClient,
+    user: &NewUser<'_>,
+) -> Result<UserInsert, Error> {
+    let inserted = client
+        .execute(
+            "INSERT INTO users (user_id, identity_hash, email, password_hash, display_name, locale)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &user.user_id,
+                &user.identity_hash,
+                &user.email,
+                &user.password_hash,
+                &user.display_name,
+                &user.locale,
+            ],
+        )
+        .await;
+    match inserted {
+        Ok(_) => Ok(UserInsert::Inserted),
+        Err(e) => match unique_violation(&e) {
+            Some("users_pkey") => Ok(UserInsert::UserIdTaken),
+            Some(_) => Ok(UserInsert::DuplicateIdentity),
+            None => Err(e),
+        },
+    }
+}
+
+/// The constraint a unique violation hit, if `e` is one.
+fn unique_violation(e: &Error) -> Option<&str> {
+    let db = e.as_db_error()?;
+    if *db.code() != SqlState::UNIQUE_VIOLATION {
+        return None;
+    }
+    Some(db.constraint().unwrap_or(""))
+}
+
+/// What signing in checks.
+pub struct Credentials {
+    pub user_id: i64,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: String,
+    pub totp_secret: Option<String>,
+    pub totp_enabled: bool,
+}
+
+/// Leaves out the password hash and the TOTP secret, so logging a row leaks neither.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user_id", &self.user_id)
+            .field("role", &self.role)
+            .field("totp_enabled", &self.totp_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    fn from_row(row: &tokio_postgres::Row) -> Credentials {
+        Credentials {
+            user_id: row.get(0),
+            password_hash: row.get(1),
+            role: row.get(2),
+            totp_secret: row.get(3),
+            totp_enabled: row.get(4),
+        }
+    }
+}
+
+/// The account of a (lower-cased) email.
+pub async fn credentials_by_email(
+    client: &impl GenericClient,
+    email: &str,
+) -> Result<Option<Credentials>, Error> {
+    let row = client
+        .query_opt(
+            "SELECT user_id, password_hash, role, totp_secret, totp_enabled FROM users WHERE email = $1",
+            &[&email],
+        )
+        .await?;
+    Ok(row.as_ref().map(Credentials::from_row))
+}
+
+/// The account of a national ID's lookup hash.
+pub async fn credentials_by_identity_hash(
+    client: &impl GenericClient,
+    identity_hash: &[u8],
+) -> Result<Option<Credentials>, Error> {
+    let row = client
+        .query_opt(
+            "SELECT user_id, password_hash, role, totp_secret, totp_enabled FROM users WHERE identity_hash = $1",
+            &[&identity_hash],
+        )
+        .await?;
+    Ok(row.as_ref().map(Credentials::from_row))
+}
+
+/// What a user sees of their own account.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub email: String,
+    pub display_name: Option<String>,
+    pub locale: String,
+    pub role: String,
+    pub totp_enabled: bool,
+}
+
+pub async fn profile(client: &impl GenericClient, user_id: i64) -> Result<Option<Profile>, Error> {
+    let row = client
+        .query_opt(
+            "SELECT email, display_name, locale, role, totp_enabled FROM users WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+    Ok(row.map(|row| Profile {
+        email: row.get(0),
+        display_name: row.get(1),
+        locale: row.get(2),
+        role: row.get(3),
+        totp_enabled: row.get(4),
+    }))
+}
+
+pub async fn user_exists(client: &impl GenericClient, user_id: i64) -> Result<bool, Error> {
+    let row = client.query_opt("SELECT 1 FROM users WHERE user_id = $1", &[&user_id]).await?;
+    Ok(row.is_some())
+}
+
+// ---- Roles ----------------------------------------------------------------------------------
+
+/// The user's role, `None` when there is no such user.
+pub async fn role(client: &impl GenericClient, user_id: i64) -> Result<Option<String>, Error> {
+    let row = client.query_opt("SELECT role FROM users WHERE user_id = $1", &[&user_id]).await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Sets the user's role; `false` when there is no such user.
+pub async fn set_role(
+    client: &impl GenericClient,
+    user_id: i64,
+    role: &str,
+) -> Result<bool, Error> {
+    let updated =
+        client.execute("UPDATE users SET role = $2 WHERE user_id = $1", &[&user_id, &role]).await?;
+    Ok(updated > 0)
+}
+
+// ---- Second factor --------------------------------------------------------------------------
+
+/// Stores a new TOTP secret unless TOTP is already enabled, and answers the user's email
+/// (the authenticator's account label). `None`: no such user, or TOTP already enabled.
+pub async fn start_totp_enrolment(
+    client: &impl GenericClient,
+    user_id: i64,
+    secret: &str,
+) -> Result<Option<String>, Error> {
+    let row = client
+        .query_opt(
+            "UPDATE users SET totp_secret = $2 WHERE user_id = $1 AND NOT totp_enabled
+             RETURNING email",
+            &[&user_id, &secret],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// The user's TOTP secret: `None` when there is no such user, `Some(None)` when they never
+/// started enrolment.
+pub async fn totp_secret(
+    client: &impl GenericClient,
+    user_id: i64,
+) -> Result<Option<Option<String>>, Error> {
+    let row =
+        client.query_opt("SELECT totp_secret FROM users WHERE user_id = $1", &[&user_id]).await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Enables TOTP if the stored secret is still `secret`: a concurrent re-enrolment with
+/// another secret is not enabled by a code for this one. `false` when nothing changed.
+pub async fn enable_totp(
+    client: &impl GenericClient,
+    user_id: i64,
+    secret: &str,
+) -> Result<bool, Error> {
+    let enabled = client
+        .execute(
+            "UPDATE users SET totp_enabled = TRUE WHERE user_id = $1 AND totp_secret = $2",
+            &[&user_id, &secret],
+        )
+        .await?;
+    Ok(enabled > 0)
+}
+
+// ---- Refresh tokens -------------------------------------------------------------------------
+
+/// Stores a refresh token (its SHA-256) of `family`, valid for `lifetime_seconds`.
+pub async fn insert_refresh_token(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+    user_id: i64,
+    family: Uuid,
+    lifetime_seconds: i64,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO refresh_tokens (token_hash, user_id, family, expires_at)
+             VALUES ($1, $2, $3, now() + $4::BIGINT * INTERVAL '1 second')",
+            &[&token_hash, &user_id, &family, &lifetime_seconds],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A presented refresh token, with its owner's current role and second factor.
+#[derive(Clone, Debug)]
+pub struct RefreshToken {
+    pub user_id: i64,
+    pub family: Uuid,
+    pub used: bool,
+    pub revoked: bool,
+    pub expired: bool,
+    pub role: String,
+    pub totp_enabled: bool,
+}
+
+/// The token of `token_hash`, locked until the transaction ends: of two concurrent
+/// refreshes with one token, exactly one rotates it and the other sees it used.
+pub async fn lock_refresh_token(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<Option<RefreshToken>, Error> {
+    let row = client
+        .query_opt(
+            "SELECT t.user_id, t.family, t.used_at IS NOT NULL, t.revoked_at IS NOT NULL,
+                    t.expires_at <= now(), u.role, u.totp_enabled
+             FROM refresh_tokens t JOIN users u USING (user_id)
+             WHERE t.token_hash = $1 FOR UPDATE OF t",
+            &[&token_hash],
+        )
+        .await?;
+    Ok(row.map(|row| RefreshToken {
+        user_id: row.get(0),
+        family: row.get(1),
+        used: row.get(2),
+        revoked: row.get(3),
+        expired: row.get(4),
+        role: row.get(5),
+        totp_enabled: row.get(6),
+    }))
+}
+
+pub async fn mark_refresh_token_used(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<(), Error> {
+    client
+        .execute("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", &[&token_hash])
+        .await?;
+    Ok(())
+}
+
+/// Revokes every live token of one sign-in.
+pub async fn revoke_family(client: &impl GenericClient, family: Uuid) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL",
+            &[&family],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Revokes every live token of the sign-in that `token_hash` belongs to; an unknown hash
+/// revokes nothing.
+pub async fn revoke_family_of(client: &impl GenericClient, token_hash: &[u8]) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE refresh_tokens SET revoked_at = now()
+                 WHERE family = (SELECT family FROM refresh_tokens WHERE token_hash = $1)
+                   AND revoked_at IS NULL",
+            &[&token_hash],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Revokes every live token of every sign-in of the user.
+pub async fn revoke_user(client: &impl GenericClient, user_id: i64) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE refresh_tokens SET revoked_at = now()
+                 WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&user_id],
+        )
+        .await?;
+    Ok(())
+}
+
+// ---- The development admin ------------------------------------------------------------------
+
+/// Takes the development admin's advisory lock until the transaction `client` ends.
+pub async fn lock_dev_admin(client: &impl GenericClient) -> Result<(), Error> {
+    client.execute("SELECT pg_advisory_xact_lock($1)", &[&DEV_ADMIN_LOCK_KEY]).await?;
+    Ok(())
+}
+
+pub async fn any_admin(client: &impl GenericClient) -> Result<bool, Error> {
+    let row = client.query_opt("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1", &[]).await?;
+    Ok(row.is_some())
+}
+
+/// The development admin's account, TOTP enabled.
+pub struct DevAdmin<'a> {
+    pub user_id: i64,
+    pub identity_hash: &'a [u8],
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub totp_secret: &'a str,
+}
+
+/// Leaves out the password hash and the TOTP secret.
+impl std::fmt::Debug for DevAdmin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevAdmin").field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+/// Creates the development admin. An earlier one that was demoted keeps its row (same
+/// email): it is taken over, promoted and given the new password and secret.
+pub async fn upsert_dev_admin(
+    client: &impl GenericClient,
+    admin: &DevAdmin<'_>,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO users (user_id, identity_hash, email, password_hash, display_name, locale,
+                            role, totp_secret, totp_enabled)
+         VALUES ($1, $2, $3, $4, 'Development admin', 'en', 'admin', $5, TRUE)
+         ON CONFLICT (email) DO UPDATE SET role = 'admin', password_hash = EXCLUDED.password_hash,
+             totp_secret = EXCLUDED.totp_secret, totp_enabled = TRUE",
+            &[
+                &admin.user_id,
+                &admin.identity_hash,
+                &admin.email,
+                &admin.password_hash,
+                &admin.totp_secret,
+            ],
+        )
+        .await?;
+    Ok(())
+}
