@@ -11,6 +11,10 @@
 //! - [`audit`]: the hash-chained audit log: the append statement and the hash rule, beside
 //!   the reader its verifier uses.
 //! - [`status`]: every status kept in a text column, as an enum with one spelling.
+//! - [`fairness`]: the committed seeds of the draws and the proof-of-work challenges used;
+//!   [`queue`]: the waiting room's entries and counters; [`book`]: book-building
+//!   subscriptions and allocation runs; [`waitlist`]: the waitlist's entries.
+//! - [`reservations`]: the projection of the ledger's holds, as their owners list them.
 //!
 //! Invariants:
 //! - No SQL text outside this crate (the architecture test in `ops/test` checks it).
@@ -18,7 +22,12 @@
 //! - Nothing here is on the reservation hot path; it knows nothing of HTTP or TigerBeetle.
 
 pub mod audit;
+pub mod book;
+pub mod fairness;
+pub mod queue;
+pub mod reservations;
 pub mod status;
+pub mod waitlist;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::NoTls;
