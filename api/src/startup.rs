@@ -48,13 +48,29 @@ impl Application {
             .map_err(|_| "TigerBeetle did not answer within 30 s".to_string())?
             .map_err(|e| format!("loading offerings: {e:?}"))?;
 
+        let ledger_timeout = Duration::from_millis(settings.ledger.timeout_ms);
+        let handles = crate::fairness::Handles {
+            db: db.clone(),
+            ledger: ledger.clone(),
+            catalog: catalog.clone(),
+            ledger_timeout,
+        };
+        let fairness = crate::fairness::Fairness::new(
+            handles,
+            &settings.fairness,
+            &secrets.token_secret,
+            &secrets.identity_key,
+        );
+        let reservations = crate::reservations::Reservations::new(
+            ledger.clone(),
+            catalog.clone(),
+            fairness.gate.clone(),
+            ledger_timeout,
+        );
         let state = web::Data::new(AppState {
             tokens: TokenKeys::new(&secrets.token_secret, settings.identity.access_token_seconds),
-            fairness: crate::fairness::Fairness::new(
-                &settings,
-                &secrets.token_secret,
-                &secrets.identity_key,
-            ),
+            fairness,
+            reservations,
             identity_key: secrets.identity_key,
             gateways: crate::payments::gateway::Gateways::load(&settings)?,
             ledger,
@@ -112,7 +128,7 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
     };
     let payments = tokio::spawn(crate::payments::worker::run(state.clone()));
     let mut tasks = vec![projector, refresher, payments];
-    tasks.extend(crate::fairness::spawn(state));
+    tasks.extend(state.fairness.spawn());
     tasks
 }
 

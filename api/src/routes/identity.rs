@@ -113,8 +113,8 @@ pub async fn register(
     password::check_strength(&body.password, &email, national_id.expose_digits())?;
     // Bots pay before we do: the rate limit and the proof of work come before the
     // deliberately slow password hash, after the checks that cost nothing.
-    state.fairness.limits.check_ip(&req)?;
-    crate::fairness::pow::verify(&state, &req).await?;
+    crate::routes::challenge::check_ip(&state, &req)?;
+    crate::routes::challenge::verify_pow(&state, &req).await?;
     let password_hash = password::hash(body.password).await?;
     let new = NewUser {
         identity_hash: national_id.lookup_hash(&state.identity_key),

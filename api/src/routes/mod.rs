@@ -28,7 +28,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(payments::configure)
         .configure(exports::configure)
         .configure(reports::configure)
-        .configure(crate::fairness::configure);
+        .configure(queue::configure)
+        .configure(allocation::configure)
+        .configure(challenge::configure)
+        .configure(waitlist::configure);
 }
 
 /// Bad JSON never reaches a handler: it becomes a 4xx with a code and, where serde names
