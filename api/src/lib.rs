@@ -4,7 +4,8 @@
 //!   serves it with graceful shutdown.
 //! - [`routes`]: one module per resource; handlers stay thin over the modules below.
 //! - [`catalog`]: offerings, cached in memory for the hot path.
-//! - [`reservations`]: the reservation hot path (TigerBeetle only).
+//! - [`reservations`]: the reservation hot path (TigerBeetle only); [`holds`]: the hold ids
+//!   and ledger deadline it shares with the fairness paths that place holds.
 //! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable.
 //! - [`payments`]: payment intents, PromptPay QR, signed bank webhooks that confirm holds in
 //!   the ledger, and the notification outbox.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod exports;
 pub mod fairness;
+pub mod holds;
 pub mod i18n;
 pub mod identity;
 pub mod metrics;

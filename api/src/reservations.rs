@@ -1,21 +1,43 @@
 //! The reservation hot path: token (verified in memory) + offering (cached) + one ledger
-//! call. Nothing here touches Postgres; the projector copies holds there afterwards.
+//! call. [`Reservations`] holds no Postgres handle at all; the projector copies holds there
+//! afterwards. Only [`mine`], a person's list, reads that projection, off the hot path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use allot_ledger::{HoldId, HoldInfo, HoldOutcome, HoldRejection, HoldRequest, HoldState};
+use allot_ledger::{
+    CancelOutcome, HoldInfo, HoldOutcome, HoldRejection, HoldRequest, HoldState, Ledger,
+};
+use allot_store::status::ReservationStatus;
+use allot_store::Pool;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+pub use crate::holds::{format_id, hold_id, ledger_timeout, parse_id};
+
 use crate::auth::Principal;
-use crate::catalog::Offering;
+use crate::catalog::{Catalog, Offering};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::state::AppState;
+use crate::fairness::Gate;
 
 /// Idempotency keys are opaque to us but bounded: they are hashed, never stored.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 200;
+
+/// How long after its deadline a hold that the projector has not seen resolved is marked
+/// expired in Postgres: long enough for a last-second confirmation to be projected first.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(2);
+
+/// The reservation path's service: exactly what a reservation touches, all in memory but
+/// the ledger.
+#[derive(Clone, Debug)]
+pub struct Reservations {
+    ledger: Arc<Ledger>,
+    catalog: Arc<Catalog>,
+    /// The waiting room's admission check, and the latency window it feeds.
+    gate: Gate,
+    ledger_timeout: Duration,
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,27 +66,23 @@ pub struct Reservation {
     pub status: &'static str,
 }
 
-/// The hold id of a request: the same person, offering and key always name the same hold,
-/// which is what makes a retried request safe.
-pub fn hold_id(offering: u32, person: u64, key: &str) -> HoldId {
-    let mut hash = Sha256::new();
-    hash.update(b"allot/hold/v1");
-    hash.update(offering.to_le_bytes());
-    hash.update(person.to_le_bytes());
-    hash.update(key.as_bytes());
-    let digest = hash.finalize();
-    HoldId::from_hash(digest[..16].try_into().expect("16 bytes"))
-}
-
-pub fn format_id(id: HoldId) -> String {
-    format!("{:030x}", id.get())
-}
-
-pub fn parse_id(text: &str) -> Option<HoldId> {
-    if text.len() != 30 {
-        return None;
-    }
-    u128::from_str_radix(text, 16).ok().and_then(HoldId::new)
+/// A reservation in its owner's list, from the projection.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MyReservation {
+    pub reservation_id: String,
+    pub offering_id: String,
+    pub zone: String,
+    pub quantity: u64,
+    pub amount_due_satang: u64,
+    pub deposit_due_satang: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// `held`, `confirmed`, `cancelled` or `expired`.
+    pub status: &'static str,
 }
 
 pub fn check_key(key: Option<&str>) -> ApiResult<&str> {
@@ -82,82 +100,106 @@ pub fn check_key(key: Option<&str>) -> ApiResult<&str> {
     Ok(key)
 }
 
-pub async fn reserve(
-    state: &AppState,
-    offering: &Offering,
-    who: &Principal,
-    key: &str,
-    body: &ReserveRequest,
-    admission: Option<&str>,
-) -> ApiResult<(Reservation, bool)> {
-    if !offering.accepts_reservations(OffsetDateTime::now_utc()) {
-        return Err(ApiError::new(ErrorCode::OfferingNotOpen));
+impl Reservations {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        catalog: Arc<Catalog>,
+        gate: Gate,
+        ledger_timeout: Duration,
+    ) -> Reservations {
+        Reservations { ledger, catalog, gate, ledger_timeout }
     }
-    // In memory: a waiting room's admission token when the offering has one.
-    let _timing = crate::fairness::gate(state, offering, who, admission)?;
-    let zone = offering.zone_number(body.zone.as_deref())?;
-    let id = hold_id(offering.spec.number, who.person(), key);
-    let request = HoldRequest {
-        id,
-        zone,
-        person: who.person(),
-        quantity: body.quantity.into(),
-        timeout_seconds: offering.config.hold_seconds,
-        allow_partial: body.allow_partial,
-    };
-    let in_flight = InFlight::enter();
-    let outcome =
-        tokio::time::timeout(state.tb_timeout(), state.ledger.hold(&offering.spec, &request))
+
+    /// Holds units for `who`; `true` alongside when this replays an earlier request.
+    pub async fn reserve(
+        &self,
+        offering: &Offering,
+        who: &Principal,
+        key: &str,
+        body: &ReserveRequest,
+        admission: Option<&str>,
+    ) -> ApiResult<(Reservation, bool)> {
+        if !offering.accepts_reservations(OffsetDateTime::now_utc()) {
+            return Err(ApiError::new(ErrorCode::OfferingNotOpen));
+        }
+        // In memory: a waiting room's admission token when the offering has one.
+        let _timing = self.gate.check(offering, who, admission)?;
+        let zone = offering.zone_number(body.zone.as_deref())?;
+        let id = hold_id(offering.spec.number, who.person(), key);
+        let request = HoldRequest {
+            id,
+            zone,
+            person: who.person(),
+            quantity: body.quantity.into(),
+            timeout_seconds: offering.config.hold_seconds,
+            allow_partial: body.allow_partial,
+        };
+        let in_flight = InFlight::enter();
+        let outcome =
+            tokio::time::timeout(self.ledger_timeout, self.ledger.hold(&offering.spec, &request))
+                .await
+                .map_err(|_| ledger_timeout())??;
+        drop(in_flight);
+        let config = &offering.config;
+        let held = match outcome {
+            HoldOutcome::Held(held) => held,
+            HoldOutcome::SoldOut => return Err(ApiError::new(ErrorCode::SoldOut)),
+            HoldOutcome::PersonLimitExceeded => {
+                return Err(ApiError::field(ErrorCode::PersonLimitExceeded, "quantity")
+                    .with_arg("max", config.max_per_person))
+            }
+            HoldOutcome::IdReused => {
+                return Err(ApiError::field(ErrorCode::IdempotencyKeyReused, "Idempotency-Key"))
+            }
+            HoldOutcome::Rejected(rejection) => return Err(rejected(rejection, offering)),
+        };
+        metrics::counter!("allot_holds_total", "offering" => config.id.clone()).increment(1);
+        let quantity = u64::try_from(held.quantity).expect("bounded by supply");
+        let (due, deposit) = offering.amounts_satang(zone, quantity);
+        let reservation = Reservation {
+            reservation_id: format_id(id),
+            offering_id: config.id.clone(),
+            zone: config.zones[zone as usize - 1].id.clone(),
+            quantity,
+            amount_due_satang: due,
+            deposit_due_satang: deposit,
+            expires_at: held.expires_at.into(),
+            status: HoldState::Held.as_str(),
+        };
+        Ok((reservation, held.replayed))
+    }
+
+    /// A reservation as the ledger has it now, for its owner or staff.
+    pub async fn read(&self, who: &Principal, id: &str) -> ApiResult<(HoldInfo, Reservation)> {
+        let not_found = || ApiError::field(ErrorCode::ReservationNotFound, "reservation_id");
+        let id = parse_id(id).ok_or_else(not_found)?;
+        let info = tokio::time::timeout(self.ledger_timeout, self.ledger.hold_info(id))
+            .await
+            .map_err(|_| ledger_timeout())??
+            .ok_or_else(not_found)?;
+        if info.person != who.person() && !who.is_staff() {
+            // Someone else's reservation does not exist, as far as this caller can tell.
+            return Err(not_found());
+        }
+        let offering = self.catalog.by_number(info.offering).ok_or_else(not_found)?;
+        Ok((info, describe(&offering, &info)))
+    }
+
+    /// Cancels a held reservation (owner or staff); the units go back at once.
+    pub async fn cancel(&self, who: &Principal, id: &str) -> ApiResult<Reservation> {
+        let (info, _) = self.read(who, id).await?;
+        let outcome = tokio::time::timeout(self.ledger_timeout, self.ledger.cancel(info.id))
             .await
             .map_err(|_| ledger_timeout())??;
-    drop(in_flight);
-    let config = &offering.config;
-    let held = match outcome {
-        HoldOutcome::Held(held) => held,
-        HoldOutcome::SoldOut => return Err(ApiError::new(ErrorCode::SoldOut)),
-        HoldOutcome::PersonLimitExceeded => {
-            return Err(ApiError::field(ErrorCode::PersonLimitExceeded, "quantity")
-                .with_arg("max", config.max_per_person))
+        match outcome {
+            CancelOutcome::Cancelled { .. } => Ok(self.read(who, id).await?.1),
+            CancelOutcome::AlreadyConfirmed => {
+                Err(ApiError::new(ErrorCode::ReservationNotCancellable))
+            }
+            CancelOutcome::AlreadyExpired => Err(ApiError::new(ErrorCode::HoldExpired)),
+            CancelOutcome::HoldNotFound => Err(ApiError::new(ErrorCode::ReservationNotFound)),
         }
-        HoldOutcome::IdReused => {
-            return Err(ApiError::field(ErrorCode::IdempotencyKeyReused, "Idempotency-Key"))
-        }
-        HoldOutcome::Rejected(rejection) => return Err(rejected(rejection, offering)),
-    };
-    metrics::counter!("allot_holds_total", "offering" => config.id.clone()).increment(1);
-    let quantity = u64::try_from(held.quantity).expect("bounded by supply");
-    let (due, deposit) = offering.amounts_satang(zone, quantity);
-    let reservation = Reservation {
-        reservation_id: format_id(id),
-        offering_id: config.id.clone(),
-        zone: config.zones[zone as usize - 1].id.clone(),
-        quantity,
-        amount_due_satang: due,
-        deposit_due_satang: deposit,
-        expires_at: held.expires_at.into(),
-        status: HoldState::Held.as_str(),
-    };
-    Ok((reservation, held.replayed))
-}
-
-/// A reservation as the ledger has it now, for its owner or staff.
-pub async fn read(
-    state: &AppState,
-    who: &Principal,
-    id: &str,
-) -> ApiResult<(HoldInfo, Reservation)> {
-    let not_found = || ApiError::field(ErrorCode::ReservationNotFound, "reservation_id");
-    let id = parse_id(id).ok_or_else(not_found)?;
-    let info = tokio::time::timeout(state.tb_timeout(), state.ledger.hold_info(id))
-        .await
-        .map_err(|_| ledger_timeout())??
-        .ok_or_else(not_found)?;
-    if info.person != who.person() && !who.is_staff() {
-        // Someone else's reservation does not exist, as far as this caller can tell.
-        return Err(not_found());
     }
-    let offering = state.catalog.by_number(info.offering).ok_or_else(not_found)?;
-    Ok((info, describe(&offering, &info)))
 }
 
 pub fn describe(offering: &Offering, info: &HoldInfo) -> Reservation {
@@ -173,6 +215,39 @@ pub fn describe(offering: &Offering, info: &HoldInfo) -> Reservation {
         expires_at: info.expires_at.into(),
         status: info.state.as_str(),
     }
+}
+
+/// The caller's reservations, newest first, from the projection in Postgres (a fraction of
+/// a second behind the ledger). Off the hot path, so it takes the pool itself.
+pub async fn mine(db: &Pool, catalog: &Catalog, who: &Principal) -> ApiResult<Vec<MyReservation>> {
+    let rows = allot_store::reservations::of_user(&db.get().await?, who.user_id).await?;
+    let now = SystemTime::now();
+    let list = rows
+        .into_iter()
+        .filter_map(|row| {
+            let offering = catalog.get(&row.offering_id)?;
+            let zone = row.zone as u16;
+            let quantity = row.quantity as u64;
+            // The projection learns of expiry a moment late; the deadline itself is exact.
+            let status = match row.status {
+                ReservationStatus::Held if now >= row.expires_at => ReservationStatus::Expired,
+                status => status,
+            };
+            let (due, deposit) = offering.amounts_satang(zone, quantity);
+            Some(MyReservation {
+                reservation_id: row.reservation_id,
+                offering_id: offering.id().to_owned(),
+                zone: offering.zone(zone).map_or_else(String::new, |z| z.id.clone()),
+                quantity,
+                amount_due_satang: due,
+                deposit_due_satang: deposit,
+                created_at: row.created_at.into(),
+                expires_at: row.expires_at.into(),
+                status: status.as_str(),
+            })
+        })
+        .collect();
+    Ok(list)
 }
 
 fn rejected(rejection: HoldRejection, offering: &Offering) -> ApiError {
@@ -215,30 +290,9 @@ impl Drop for InFlight {
     }
 }
 
-pub fn ledger_timeout() -> ApiError {
-    metrics::counter!("allot_ledger_timeouts_total").increment(1);
-    tracing::warn!("ledger call timed out");
-    ApiError::new(ErrorCode::LedgerUnavailable)
-}
-
-/// How long after its deadline a hold that the projector has not seen resolved is marked
-/// expired in Postgres: long enough for a last-second confirmation to be projected first.
-pub const EXPIRY_GRACE: Duration = Duration::from_secs(2);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hold_ids_are_stable_and_distinct_per_person_offering_and_key() {
-        let a = hold_id(1, 42, "key-1");
-        assert_eq!(a, hold_id(1, 42, "key-1"));
-        assert_ne!(a, hold_id(1, 43, "key-1"));
-        assert_ne!(a, hold_id(2, 42, "key-1"));
-        assert_ne!(a, hold_id(1, 42, "key-2"));
-        assert_eq!(parse_id(&format_id(a)), Some(a));
-        assert_eq!(parse_id("zz"), None);
-    }
 
     #[test]
     fn idempotency_keys_are_required_and_bounded() {

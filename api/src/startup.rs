@@ -57,14 +57,30 @@ impl Application {
             &secrets.identity_key,
             settings.identity.clone(),
         );
+        let ledger_timeout = Duration::from_millis(settings.ledger.timeout_ms);
+        let handles = crate::fairness::Handles {
+            db: db.clone(),
+            ledger: ledger.clone(),
+            catalog: catalog.clone(),
+            ledger_timeout,
+        };
+        let fairness = crate::fairness::Fairness::new(
+            handles,
+            &settings.fairness,
+            &secrets.token_secret,
+            &secrets.identity_key,
+        );
+        let reservations = crate::reservations::Reservations::new(
+            ledger.clone(),
+            catalog.clone(),
+            fairness.gate.clone(),
+            ledger_timeout,
+        );
         let state = web::Data::new(AppState {
             tokens,
             identity,
-            fairness: crate::fairness::Fairness::new(
-                &settings,
-                &secrets.token_secret,
-                &secrets.identity_key,
-            ),
+            fairness,
+            reservations,
             gateways: crate::payments::gateway::Gateways::load(&settings)?,
             ledger,
             db,
@@ -123,7 +139,7 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
     };
     let payments = tokio::spawn(crate::payments::worker::run(state.clone()));
     let mut tasks = vec![projector, refresher, payments];
-    tasks.extend(crate::fairness::spawn(state));
+    tasks.extend(state.fairness.spawn());
     tasks
 }
 

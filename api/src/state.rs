@@ -23,8 +23,10 @@ pub struct AppState {
     pub identity: crate::identity::Identity,
     /// Payment gateways and their webhook secrets.
     pub gateways: crate::payments::gateway::Gateways,
-    /// Waiting rooms, draw keys, proof-of-work, rate limits and the latency they watch.
+    /// Waiting rooms, book-building, the waitlist, proof-of-work, rate limits.
     pub fairness: crate::fairness::Fairness,
+    /// The reservation hot path: ledger, catalog and the fairness gate, no Postgres.
+    pub reservations: crate::reservations::Reservations,
 }
 
 impl AppState {

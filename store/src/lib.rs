@@ -13,6 +13,10 @@
 //! - [`offerings`]: offering configurations, ledger numbers and open flags.
 //! - [`identity`]: users, roles, refresh-token families, TOTP columns, the dev admin.
 //! - [`status`]: every status kept in a text column, as an enum with one spelling.
+//! - [`fairness`]: the committed seeds of the draws and the proof-of-work challenges used;
+//!   [`queue`]: the waiting room's entries and counters; [`book`]: book-building
+//!   subscriptions and allocation runs; [`waitlist`]: the waitlist's entries.
+//! - [`reservations`]: the projection of the ledger's holds, as their owners list them.
 //!
 //! Invariants:
 //! - No SQL text outside this crate (the architecture test in `ops/test` checks it).
@@ -20,9 +24,14 @@
 //! - Nothing here is on the reservation hot path; it knows nothing of HTTP or TigerBeetle.
 
 pub mod audit;
+pub mod book;
+pub mod fairness;
 pub mod identity;
 pub mod offerings;
+pub mod queue;
+pub mod reservations;
 pub mod status;
+pub mod waitlist;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::NoTls;

@@ -566,7 +566,7 @@ async fn admission_holds_back_while_the_reservation_path_is_slow() {
     let slow = tokio::spawn(async move {
         loop {
             for _ in 0..50 {
-                state.fairness.latency.record(Duration::from_secs(2));
+                state.fairness.latency().record(Duration::from_secs(2));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

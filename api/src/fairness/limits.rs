@@ -5,11 +5,13 @@
 //!
 //! State is per process; behind a balancer of N instances a client gets up to N times the
 //! rate, which is still a bound, and the proof-of-work is what prices joining.
+//!
+//! Which address is the client's (the peer, or a trusted proxy's `X-Forwarded-For`) is the
+//! routes' business: they know the request and the `trust_forwarded_for` rule.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -19,7 +21,6 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 pub struct Limits {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_user: Option<DefaultKeyedRateLimiter<i64>>,
-    trust_forwarded_for: bool,
 }
 
 impl std::fmt::Debug for Limits {
@@ -41,20 +42,19 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(
 }
 
 impl Limits {
-    pub fn new(settings: &FairnessSettings, trust_forwarded_for: bool) -> Limits {
+    pub fn new(settings: &FairnessSettings) -> Limits {
         Limits {
             per_ip: limiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst),
             per_user: limiter(settings.rate_limit_user_per_second, settings.rate_limit_user_burst),
-            trust_forwarded_for,
         }
     }
 
-    /// One request from the client of `req`: refused when its IP is over the limit.
-    pub fn check_ip(&self, req: &HttpRequest) -> ApiResult<()> {
-        let (Some(limiter), Some(ip)) = (&self.per_ip, self.client_ip(req)) else {
-            return Ok(());
-        };
-        check(limiter, &ip)
+    /// One request from the client at `ip`: refused when its IP is over the limit.
+    pub fn check_ip(&self, ip: IpAddr) -> ApiResult<()> {
+        match &self.per_ip {
+            Some(limiter) => check(limiter, &ip),
+            None => Ok(()),
+        }
     }
 
     /// One request by `user_id`: refused when the user is over the limit.
@@ -63,23 +63,6 @@ impl Limits {
             Some(limiter) => check(limiter, &user_id),
             None => Ok(()),
         }
-    }
-
-    /// The client's address: the peer, or the first `X-Forwarded-For` hop when a trusted
-    /// proxy sets it (a client can write that header itself, so it is off by default).
-    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        if self.trust_forwarded_for {
-            let forwarded = req
-                .headers()
-                .get("X-Forwarded-For")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
-            if forwarded.is_some() {
-                return forwarded;
-            }
-        }
-        req.peer_addr().map(|a| a.ip())
     }
 
     /// Drops the state of clients that have been quiet: memory stays bounded by the
@@ -120,7 +103,7 @@ mod tests {
             rate_limit_user_burst: 3,
             ..FairnessSettings::default()
         };
-        let limits = Limits::new(&settings, false);
+        let limits = Limits::new(&settings);
         for _ in 0..3 {
             limits.check_user(1).unwrap();
         }
@@ -128,10 +111,10 @@ mod tests {
         assert_eq!(err.code, ErrorCode::RateLimited);
         assert_eq!(err.args, vec![("retry_after", "1".to_string())]);
         limits.check_user(2).unwrap();
-        let off = Limits::new(
-            &FairnessSettings { rate_limit_user_per_second: 0, ..FairnessSettings::default() },
-            false,
-        );
+        let off = Limits::new(&FairnessSettings {
+            rate_limit_user_per_second: 0,
+            ..FairnessSettings::default()
+        });
         for _ in 0..100 {
             off.check_user(1).unwrap();
         }

@@ -1,14 +1,23 @@
 //! Fairness: who gets a bond or a seat when demand is many times the supply.
 //!
 //! - [`draw`]: seeded, committed-then-revealed draws; the only randomness in here.
+//! - [`seeds`]: each draw's seed, committed in Postgres on first need.
 //! - [`allocation`]: the quantity-ceiling rule for book-building, pure, and its verifier.
 //! - [`book`]: subscriptions in Postgres, the allocation run, allotments as ledger holds.
-//! - [`queue`]: the virtual waiting room: pre-queue shuffle, FIFO, admission controller.
+//! - [`queue`]: the virtual waiting room: joining, status, the published pre-queue draw;
+//!   [`room`]: a room as this process last saw it; [`admission`]: the pre-queue shuffle
+//!   and the admission controller.
+//! - [`gate`]: the reservation path's admission check, in memory.
 //! - [`tokens`]: signed queue tickets and admission tokens (audiences of their own).
 //! - [`latency`]: a moving p99 of the reservation path, which admission watches.
 //! - [`pow`]: ALTCHA proof-of-work challenges, single use.
 //! - [`limits`]: request rate limits per client IP and per user.
 //! - [`waitlist`]: freed units offered in joining order, as holds of their own.
+//!
+//! Each service ([`Gate`], [`queue::WaitingRoom`], [`book::BookBuilding`],
+//! [`waitlist::Waitlist`], [`pow::Pow`], [`limits::Limits`]) holds just the handles it
+//! uses; [`Fairness`] builds them once and keeps them together. Nothing here knows HTTP:
+//! routes extract the client's address and headers and pass them as plain values.
 //!
 //! Invariants:
 //! - Every draw is reproducible by anyone from published data: the seed's hash is published
@@ -16,62 +25,124 @@
 //! - The reservation path checks admission in memory (a signature), never in a database.
 //! - Queue positions, once given, never change: they live in Postgres and are reloaded.
 
+pub mod admission;
 pub mod allocation;
 pub mod book;
 pub mod draw;
+pub mod gate;
 pub mod latency;
 pub mod limits;
 pub mod pow;
 pub mod queue;
+pub mod room;
+pub mod seeds;
 pub mod tokens;
 pub mod waitlist;
 
-use actix_web::web;
+use std::sync::Arc;
+use std::time::Duration;
+
+use allot_ledger::Ledger;
+use allot_store::Pool;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use time::OffsetDateTime;
+use tokio::task::JoinHandle;
 
-use crate::auth::Principal;
-use crate::catalog::config::Allocation;
-use crate::catalog::Offering;
-use crate::config::Settings;
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::state::AppState;
+pub use gate::Gate;
+
+use crate::catalog::Catalog;
+use crate::config::FairnessSettings;
 
 /// Bytes of a pseudonym: 96 bits, hex-encoded; collisions among millions are out of reach.
 pub const PSEUDONYM_BYTES: usize = 12;
+/// How often rate-limit state and spent challenges are pruned.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(30);
 
-/// What fairness keeps per process: keys, waiting rooms, the latency window, rate limits.
-#[derive(Debug)]
+/// The stores the fairness services reach, handed over once by `startup`.
+#[derive(Clone, Debug)]
+pub struct Handles {
+    pub db: Pool,
+    pub ledger: Arc<Ledger>,
+    pub catalog: Arc<Catalog>,
+    /// How long a ledger call may take before the caller hears the ledger is unavailable.
+    pub ledger_timeout: Duration,
+}
+
+/// Every fairness service of this process, built once; cheap to clone (Arcs and the pool).
+#[derive(Clone, Debug)]
 pub struct Fairness {
-    pub tokens: tokens::QueueKeys,
-    pub pow: pow::Pow,
-    pub queues: queue::Queues,
-    pub latency: latency::Window,
-    pub limits: limits::Limits,
-    /// Key of the pseudonyms under which people appear in published lists.
-    pseudonym_key: Vec<u8>,
+    /// The reservation path's admission check.
+    pub gate: Gate,
+    pub queue: queue::WaitingRoom,
+    pub book: book::BookBuilding,
+    pub waitlist: waitlist::Waitlist,
+    pub pow: Arc<pow::Pow>,
+    pub limits: Arc<limits::Limits>,
+    pseudonyms: Pseudonyms,
 }
 
 impl Fairness {
-    pub fn new(settings: &Settings, token_secret: &[u8], identity_key: &[u8]) -> Fairness {
+    pub fn new(
+        handles: Handles,
+        settings: &FairnessSettings,
+        token_secret: &[u8],
+        identity_key: &[u8],
+    ) -> Fairness {
+        let tokens =
+            Arc::new(tokens::QueueKeys::new(&subkey(token_secret, b"allot/queue-tokens/v1")));
+        let latency = Arc::new(latency::Window::default());
+        let pseudonyms = Pseudonyms { key: subkey(identity_key, b"allot/pseudonym/v1").into() };
+        let pow_secret = hex::encode(subkey(token_secret, b"allot/pow/v1"));
         Fairness {
-            tokens: tokens::QueueKeys::new(&subkey(token_secret, b"allot/queue-tokens/v1")),
-            pow: pow::Pow::new(
-                &settings.fairness,
-                hex::encode(subkey(token_secret, b"allot/pow/v1")),
-            ),
-            queues: queue::Queues::default(),
-            latency: latency::Window::default(),
-            limits: limits::Limits::new(&settings.fairness, settings.http.trust_forwarded_for),
-            pseudonym_key: subkey(identity_key, b"allot/pseudonym/v1"),
+            gate: Gate::new(tokens.clone(), latency.clone()),
+            queue: queue::WaitingRoom::new(&handles, settings, tokens, latency, pseudonyms.clone()),
+            book: book::BookBuilding::new(&handles, pseudonyms.clone()),
+            waitlist: waitlist::Waitlist::new(handles.clone()),
+            pow: Arc::new(pow::Pow::new(settings, pow_secret, handles.db)),
+            limits: Arc::new(limits::Limits::new(settings)),
+            pseudonyms,
         }
     }
 
+    /// How `user_id` appears in an offering's published lists.
+    pub fn pseudonym(&self, offering_id: &str, user_id: i64) -> String {
+        self.pseudonyms.of(offering_id, user_id)
+    }
+
+    /// The reservation path's latency, as the admission controller sees it.
+    pub fn latency(&self) -> &latency::Window {
+        self.gate.latency()
+    }
+
+    /// Background work: the admission controller (with the pre-queue shuffle at opening),
+    /// the waitlist's offers, and housekeeping of rate-limit and replay state.
+    pub fn spawn(&self) -> Vec<JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.queue.clone().controller()),
+            tokio::spawn(self.waitlist.clone().offer_loop()),
+            tokio::spawn(housekeeping(self.limits.clone(), self.pow.clone())),
+        ]
+    }
+}
+
+/// The keyed pseudonyms under which people appear in published lists.
+#[derive(Clone)]
+pub struct Pseudonyms {
+    key: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Pseudonyms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pseudonyms").finish_non_exhaustive()
+    }
+}
+
+impl Pseudonyms {
     /// How `user_id` appears in an offering's published lists: stable, and unlinkable to
     /// the account without our key. Its owner learns it from their own results.
-    pub fn pseudonym(&self, offering_id: &str, user_id: i64) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.pseudonym_key).expect("any key size");
+    pub fn of(&self, offering_id: &str, user_id: i64) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
         mac.update(offering_id.as_bytes());
         mac.update(&[0]);
         mac.update(&user_id.to_le_bytes());
@@ -86,58 +157,16 @@ fn subkey(secret: &[u8], label: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// The fairness check of the reservation path, in memory only: a book-building offering
-/// takes no direct reservations, and a queued one wants a valid admission token for this
-/// caller. The returned guard times the reservation for the admission controller.
-pub fn gate<'a>(
-    state: &'a AppState,
-    offering: &Offering,
-    who: &Principal,
-    admission: Option<&str>,
-) -> ApiResult<latency::Timing<'a>> {
-    if offering.config.allocation == Allocation::BookBuilding {
-        return Err(ApiError::new(ErrorCode::OfferingNotOpen));
-    }
-    if offering.config.queue {
-        let admitted =
-            admission.and_then(|token| state.fairness.tokens.verify_admission(token)).is_some_and(
-                |claims| claims.sub == who.user_id.to_string() && claims.off == offering.id(),
-            );
-        if !admitted {
-            return Err(ApiError::field(ErrorCode::QueueAdmissionRequired, "X-Queue-Admission"));
-        }
-    }
-    Ok(state.fairness.latency.start())
-}
-
 /// Whole seconds since the epoch, for token claims and wire figures.
 pub fn unix_now() -> u64 {
     OffsetDateTime::now_utc().unix_timestamp().max(0) as u64
 }
 
-/// Every fairness route; one line in `routes::configure`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(crate::routes::queue::configure)
-        .configure(crate::routes::allocation::configure)
-        .configure(crate::routes::challenge::configure)
-        .configure(crate::routes::waitlist::configure);
-}
-
-/// Background work: the admission controller (with the pre-queue shuffle at opening), the
-/// waitlist's offers, and housekeeping of rate-limit and replay state.
-pub fn spawn(state: &web::Data<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
-        tokio::spawn(queue::controller(state.clone())),
-        tokio::spawn(waitlist::offer_loop(state.clone())),
-        tokio::spawn(housekeeping(state.clone())),
-    ]
-}
-
-async fn housekeeping(state: web::Data<AppState>) {
+async fn housekeeping(limits: Arc<limits::Limits>, pow: Arc<pow::Pow>) {
     loop {
-        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-        state.fairness.limits.forget_idle();
-        if let Err(e) = pow::forget_spent(&state).await {
+        tokio::time::sleep(HOUSEKEEPING_INTERVAL).await;
+        limits.forget_idle();
+        if let Err(e) = pow.forget_spent().await {
             tracing::warn!(error = %e, "pruning spent challenges failed");
         }
     }

@@ -6,17 +6,16 @@
 //! Each solved challenge is good once: its nonce is recorded in Postgres (shared by every
 //! instance) until it expires, and a second use is refused.
 //!
-//! Applying it to an endpoint: `crate::fairness::pow::verify(&state, &req).await?` before
-//! doing the work (queue join does; registration should).
+//! Applying it to an endpoint: the route hands the `X-Pow` header's bytes to
+//! [`Pow::verify`] before doing the work (queue join and registration do).
 
-use actix_web::HttpRequest;
+use allot_store::Pool;
 use altcha::{CreateChallengeOptions, Payload, SolveChallengeOptions, VerifySolutionOptions};
 use base64::Engine;
 use rand::Rng;
 
 use crate::config::FairnessSettings;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::state::AppState;
 
 pub use altcha::Challenge;
 
@@ -33,6 +32,8 @@ pub struct Pow {
     cost: u32,
     counter_max: u32,
     seconds: u64,
+    /// Where used challenges are recorded, shared by every instance.
+    db: Pool,
 }
 
 impl std::fmt::Debug for Pow {
@@ -45,13 +46,14 @@ impl std::fmt::Debug for Pow {
 }
 
 impl Pow {
-    pub fn new(settings: &FairnessSettings, secret: String) -> Pow {
+    pub fn new(settings: &FairnessSettings, secret: String, db: Pool) -> Pow {
         Pow {
             key_secret: format!("{secret}/key"),
             secret,
             cost: settings.pow_cost.max(1),
             counter_max: settings.pow_counter_max.max(1),
             seconds: settings.pow_challenge_seconds.max(1),
+            db,
         }
     }
 
@@ -73,7 +75,7 @@ impl Pow {
     }
 
     /// Whether `payload` solves a challenge we issued and that has not expired. Says
-    /// nothing about reuse: [`verify`] adds that.
+    /// nothing about reuse: [`Pow::verify`] adds that.
     fn solved(&self, payload: &Payload) -> bool {
         let options = VerifySolutionOptions {
             hmac_key_signature_secret: Some(self.key_secret.clone()),
@@ -82,34 +84,33 @@ impl Pow {
         payload.challenge.parameters.algorithm == ALGORITHM
             && altcha::verify_solution(options).is_ok_and(|r| r.verified)
     }
-}
 
-/// The request carries a solved, unexpired, unused challenge of ours; it is now used.
-pub async fn verify(state: &AppState, req: &HttpRequest) -> ApiResult<()> {
-    let header = req
-        .headers()
-        .get(HEADER)
-        .ok_or_else(|| ApiError::field(ErrorCode::ProofOfWorkRequired, HEADER))?;
-    let invalid = || ApiError::field(ErrorCode::ProofOfWorkInvalid, HEADER);
-    let payload = decode(header.as_bytes()).ok_or_else(invalid)?;
-    if !state.fairness.pow.solved(&payload) {
-        metrics::counter!("allot_pow_rejected_total").increment(1);
-        return Err(invalid());
+    /// `header` (the `X-Pow` header's bytes, if sent) is a solved, unexpired, unused
+    /// challenge of ours; it is now used.
+    pub async fn verify(&self, header: Option<&[u8]>) -> ApiResult<()> {
+        let header =
+            header.ok_or_else(|| ApiError::field(ErrorCode::ProofOfWorkRequired, HEADER))?;
+        let invalid = || ApiError::field(ErrorCode::ProofOfWorkInvalid, HEADER);
+        let payload = decode(header).ok_or_else(invalid)?;
+        if !self.solved(&payload) {
+            metrics::counter!("allot_pow_rejected_total").increment(1);
+            return Err(invalid());
+        }
+        let expires_at = payload.challenge.parameters.expires_at.unwrap_or(0);
+        let client = self.db.get().await?;
+        let nonce = &payload.challenge.parameters.nonce;
+        if !allot_store::fairness::spend_pow(&client, nonce, expires_at).await? {
+            metrics::counter!("allot_pow_replayed_total").increment(1);
+            return Err(invalid());
+        }
+        Ok(())
     }
-    let expires_at = payload.challenge.parameters.expires_at.unwrap_or(0);
-    let client = state.db.get().await?;
-    let fresh = client
-        .execute(
-            "INSERT INTO pow_spent (nonce, expires_at) VALUES ($1, to_timestamp($2::BIGINT))
-             ON CONFLICT (nonce) DO NOTHING",
-            &[&payload.challenge.parameters.nonce, &expires_at],
-        )
-        .await?;
-    if fresh == 0 {
-        metrics::counter!("allot_pow_replayed_total").increment(1);
-        return Err(invalid());
+
+    /// Forgets used challenges once they have expired: they cannot be replayed any more.
+    pub async fn forget_spent(&self) -> ApiResult<()> {
+        allot_store::fairness::forget_spent_pow(&self.db.get().await?).await?;
+        Ok(())
     }
-    Ok(())
 }
 
 fn decode(header: &[u8]) -> Option<Payload> {
@@ -134,23 +135,19 @@ pub fn solve(challenge: &Challenge) -> String {
         .encode(serde_json::to_vec(&payload).expect("serializes"))
 }
 
-/// Forgets used challenges once they have expired: they cannot be replayed any more.
-pub async fn forget_spent(state: &AppState) -> ApiResult<()> {
-    let client = state.db.get().await?;
-    client
-        .execute("DELETE FROM pow_spent WHERE expires_at < now() - interval '1 minute'", &[])
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Verifying a solution's work needs no database; the pool never connects.
+    fn unused_pool() -> Pool {
+        allot_store::pool("postgres://127.0.0.1:1/unused", 1).unwrap()
+    }
+
     fn easy() -> Pow {
         let settings =
             FairnessSettings { pow_cost: 1, pow_counter_max: 20, ..FairnessSettings::default() };
-        Pow::new(&settings, "test-secret".into())
+        Pow::new(&settings, "test-secret".into(), unused_pool())
     }
 
     #[test]
@@ -163,6 +160,7 @@ mod tests {
         let other = Pow::new(
             &FairnessSettings { pow_cost: 1, pow_counter_max: 20, ..FairnessSettings::default() },
             "x".into(),
+            unused_pool(),
         );
         assert!(!other.solved(&payload));
         let mut cheap = payload.clone();

@@ -8,25 +8,38 @@
 //! a direct reservation may take it first. The waitlist is an order among those who asked,
 //! not a claim on stock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
-use allot_ledger::{HoldOutcome, HoldRequest};
+use allot_ledger::{Held, HoldId, HoldOutcome, HoldRequest, Ledger};
+use allot_store::status::WaitlistStatus;
+use allot_store::waitlist::WaitingRow;
+use allot_store::Pool;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::Handles;
 use crate::auth::Principal;
 use crate::catalog::config::Allocation;
-use crate::catalog::Offering;
+use crate::catalog::{Catalog, Offering};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::holds::{self, ledger_timeout};
 use crate::payments::outbox::{self, Kind};
-use crate::reservations;
-use crate::state::AppState;
 
 /// How often freed units are looked for.
 pub const OFFER_INTERVAL: Duration = Duration::from_secs(1);
 /// Entries looked at per zone and round: a bound on one round's work.
 const ENTRIES_PER_ROUND_MAX: i64 = 1_000;
+
+/// The waitlist's service: entries in Postgres, offers as ledger holds.
+#[derive(Clone, Debug)]
+pub struct Waitlist {
+    db: Pool,
+    ledger: Arc<Ledger>,
+    /// Which offerings the waiting lines belong to.
+    catalog: Arc<Catalog>,
+    ledger_timeout: Duration,
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +56,7 @@ pub struct WaitlistEntry {
     pub quantity: u64,
     /// `waiting`, `offered` (a hold is yours: pay it), `left` or `ineligible` (over your
     /// per-person limit when your turn came).
-    pub status: String,
+    pub status: &'static str,
     /// Entries of the same zone ahead of you, while waiting.
     pub ahead: Option<u64>,
     /// The offered hold, to pay like any reservation.
@@ -57,200 +70,199 @@ fn eligible(offering: &Offering) -> ApiResult<()> {
     Ok(())
 }
 
-/// Joins the waitlist of a zone that cannot serve `quantity` now; `true` when new.
-pub async fn join(
-    state: &AppState,
-    offering: &Offering,
-    who: &Principal,
-    body: &JoinWaitlist,
-) -> ApiResult<(WaitlistEntry, bool)> {
-    eligible(offering)?;
-    if let Some(entry) = mine(state, offering, who).await? {
-        return Ok((entry, false));
+impl Waitlist {
+    pub fn new(handles: Handles) -> Waitlist {
+        Waitlist {
+            db: handles.db,
+            ledger: handles.ledger,
+            catalog: handles.catalog,
+            ledger_timeout: handles.ledger_timeout,
+        }
     }
-    let zone = offering.zone_number(body.zone.as_deref())?;
-    super::book::check_quantity(offering, body.quantity)?;
-    let balances =
-        tokio::time::timeout(state.tb_timeout(), state.ledger.zone_balances(&offering.spec))
-            .await
-            .map_err(|_| reservations::ledger_timeout())??;
-    let remaining = balances.iter().find(|b| b.zone == zone).map_or(0, |b| b.remaining);
-    if remaining >= u128::from(body.quantity) {
-        return Err(ApiError::new(ErrorCode::NotSoldOut));
-    }
-    let client = state.db.get().await?;
-    client
-        .execute(
-            "INSERT INTO waitlist_entries (offering_id, user_id, zone, quantity) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (offering_id, user_id) DO NOTHING",
-            &[&offering.id(), &who.user_id, &i32::from(zone), &(body.quantity as i64)],
-        )
-        .await?;
-    let entry =
-        mine(state, offering, who).await?.ok_or_else(|| ApiError::internal("entry vanished"))?;
-    Ok((entry, true))
-}
 
-pub async fn mine(
-    state: &AppState,
-    offering: &Offering,
-    who: &Principal,
-) -> ApiResult<Option<WaitlistEntry>> {
-    let client = state.db.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT zone, quantity, status, reservation_id,
-                    (SELECT count(*) FROM waitlist_entries o WHERE o.offering_id = w.offering_id
-                       AND o.zone = w.zone AND o.status = 'waiting' AND o.seq < w.seq)
-             FROM waitlist_entries w WHERE offering_id = $1 AND user_id = $2",
-            &[&offering.id(), &who.user_id],
-        )
-        .await?;
-    Ok(row.map(|r| {
-        let status: String = r.get(2);
-        WaitlistEntry {
+    /// Joins the waitlist of a zone that cannot serve `quantity` now; `true` when new.
+    pub async fn join(
+        &self,
+        offering: &Offering,
+        who: &Principal,
+        body: &JoinWaitlist,
+    ) -> ApiResult<(WaitlistEntry, bool)> {
+        eligible(offering)?;
+        if let Some(entry) = self.mine(offering, who).await? {
+            return Ok((entry, false));
+        }
+        let zone = offering.zone_number(body.zone.as_deref())?;
+        super::book::check_quantity(offering, body.quantity)?;
+        if self.remaining(offering, zone).await? >= u128::from(body.quantity) {
+            return Err(ApiError::new(ErrorCode::NotSoldOut));
+        }
+        let client = self.db.get().await?;
+        let (zone, quantity) = (i32::from(zone), body.quantity as i64);
+        allot_store::waitlist::insert(&client, offering.id(), who.user_id, zone, quantity).await?;
+        let entry =
+            self.mine(offering, who).await?.ok_or_else(|| ApiError::internal("entry vanished"))?;
+        Ok((entry, true))
+    }
+
+    pub async fn mine(
+        &self,
+        offering: &Offering,
+        who: &Principal,
+    ) -> ApiResult<Option<WaitlistEntry>> {
+        let client = self.db.get().await?;
+        let row = allot_store::waitlist::entry(&client, offering.id(), who.user_id).await?;
+        Ok(row.map(|r| WaitlistEntry {
             offering_id: offering.id().to_owned(),
-            zone: offering
-                .zone(r.get::<_, i32>(0) as u16)
-                .map_or_else(String::new, |z| z.id.clone()),
-            quantity: r.get::<_, i64>(1) as u64,
-            ahead: (status == "waiting").then(|| r.get::<_, i64>(4) as u64),
-            status,
-            reservation_id: r.get(3),
-        }
-    }))
-}
-
-/// Leaves the waitlist while still waiting.
-pub async fn leave(state: &AppState, offering: &Offering, who: &Principal) -> ApiResult<()> {
-    let client = state.db.get().await?;
-    let n = client
-        .execute(
-            "UPDATE waitlist_entries SET status = 'left'
-             WHERE offering_id = $1 AND user_id = $2 AND status = 'waiting'",
-            &[&offering.id(), &who.user_id],
-        )
-        .await?;
-    if n == 0 {
-        return Err(ApiError::new(ErrorCode::NotFound));
+            zone: offering.zone(r.zone as u16).map_or_else(String::new, |z| z.id.clone()),
+            quantity: r.quantity as u64,
+            ahead: (r.status == WaitlistStatus::Waiting).then_some(r.ahead as u64),
+            status: r.status.as_str(),
+            reservation_id: r.reservation_id,
+        }))
     }
-    Ok(())
-}
 
-/// Offers freed units, forever, every [`OFFER_INTERVAL`].
-pub async fn offer_loop(state: web::Data<AppState>) {
-    loop {
-        tokio::time::sleep(OFFER_INTERVAL).await;
-        if let Err(e) = offer_round(&state).await {
-            tracing::warn!(error = %e, "waitlist round failed");
+    /// Leaves the waitlist while still waiting.
+    pub async fn leave(&self, offering: &Offering, who: &Principal) -> ApiResult<()> {
+        let client = self.db.get().await?;
+        if !allot_store::waitlist::leave(&client, offering.id(), who.user_id).await? {
+            return Err(ApiError::new(ErrorCode::NotFound));
         }
+        Ok(())
     }
-}
 
-async fn offer_round(state: &AppState) -> ApiResult<()> {
-    let client = state.db.get().await?;
-    let lines = client
-        .query(
-            "SELECT DISTINCT offering_id, zone FROM waitlist_entries WHERE status = 'waiting'",
-            &[],
-        )
-        .await?;
-    drop(client);
-    for line in lines {
-        let Some(offering) = state.catalog.get(line.get::<_, &str>(0)) else {
-            continue;
-        };
-        let zone = line.get::<_, i32>(1) as u16;
-        if offering.accepts_reservations(time::OffsetDateTime::now_utc()) {
-            offer_zone(state, &offering, zone).await?;
+    /// What the ledger has left in `zone` now.
+    async fn remaining(&self, offering: &Offering, zone: u16) -> ApiResult<u128> {
+        let balances =
+            tokio::time::timeout(self.ledger_timeout, self.ledger.zone_balances(&offering.spec))
+                .await
+                .map_err(|_| ledger_timeout())??;
+        Ok(balances.iter().find(|b| b.zone == zone).map_or(0, |b| b.remaining))
+    }
+
+    /// Offers freed units, forever, every [`OFFER_INTERVAL`].
+    pub async fn offer_loop(self) {
+        loop {
+            tokio::time::sleep(OFFER_INTERVAL).await;
+            if let Err(e) = self.offer_round().await {
+                tracing::warn!(error = %e, "waitlist round failed");
+            }
         }
     }
-    Ok(())
-}
 
-/// Serves the zone's line from the head while what is left covers the head's request.
-async fn offer_zone(state: &AppState, offering: &Offering, zone: u16) -> ApiResult<()> {
-    let balances =
-        tokio::time::timeout(state.tb_timeout(), state.ledger.zone_balances(&offering.spec))
-            .await
-            .map_err(|_| reservations::ledger_timeout())??;
-    let mut remaining = balances.iter().find(|b| b.zone == zone).map_or(0, |b| b.remaining);
-    let mut client = state.db.get().await?;
-    let line = client
-        .query(
-            "SELECT user_id, quantity, seq FROM waitlist_entries
-             WHERE offering_id = $1 AND zone = $2 AND status = 'waiting' ORDER BY seq LIMIT $3",
-            &[&offering.id(), &i32::from(zone), &ENTRIES_PER_ROUND_MAX],
+    async fn offer_round(&self) -> ApiResult<()> {
+        let lines = allot_store::waitlist::waiting_lines(&self.db.get().await?).await?;
+        for (offering_id, zone) in lines {
+            let Some(offering) = self.catalog.get(&offering_id) else {
+                continue;
+            };
+            if offering.accepts_reservations(OffsetDateTime::now_utc()) {
+                self.offer_zone(&offering, zone as u16).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves the zone's line from the head while what is left covers the head's request.
+    async fn offer_zone(&self, offering: &Offering, zone: u16) -> ApiResult<()> {
+        let mut remaining = self.remaining(offering, zone).await?;
+        let mut client = self.db.get().await?;
+        let line = allot_store::waitlist::line(
+            &client,
+            offering.id(),
+            i32::from(zone),
+            ENTRIES_PER_ROUND_MAX,
         )
         .await?;
-    for entry in line {
-        let (user_id, quantity, seq): (i64, i64, i64) = (entry.get(0), entry.get(1), entry.get(2));
-        if remaining < quantity as u128 {
-            return Ok(());
+        for entry in line {
+            let quantity = entry.quantity as u128;
+            if remaining < quantity {
+                return Ok(());
+            }
+            let (id, outcome) = self.hold(offering, zone, &entry).await?;
+            let status = match outcome {
+                HoldOutcome::Held(held) => {
+                    self.offered(&mut client, offering, zone, &entry, id, &held).await?;
+                    remaining -= quantity;
+                    continue;
+                }
+                // Someone took the units first: the head waits for the next ones.
+                HoldOutcome::SoldOut => return Ok(()),
+                HoldOutcome::PersonLimitExceeded
+                | HoldOutcome::Rejected(_)
+                | HoldOutcome::IdReused => WaitlistStatus::Ineligible,
+            };
+            allot_store::waitlist::settle(&client, offering.id(), entry.user_id, status, None)
+                .await?;
         }
-        // One offer per entry, ever: the key names the entry, so a retry is the same hold.
-        let id =
-            reservations::hold_id(offering.spec.number, user_id as u64, &format!("waitlist:{seq}"));
+        Ok(())
+    }
+
+    /// The entry's offer as a hold: one per entry, ever, since the key names the entry and
+    /// a retry is the same hold.
+    async fn hold(
+        &self,
+        offering: &Offering,
+        zone: u16,
+        entry: &WaitingRow,
+    ) -> ApiResult<(HoldId, HoldOutcome)> {
+        let key = format!("waitlist:{}", entry.seq);
+        let id = holds::hold_id(offering.spec.number, entry.user_id as u64, &key);
         let request = HoldRequest {
             id,
             zone,
-            person: user_id as u64,
-            quantity: quantity as u128,
+            person: entry.user_id as u64,
+            quantity: entry.quantity as u128,
             timeout_seconds: offering.config.hold_seconds,
             allow_partial: false,
         };
         let outcome =
-            tokio::time::timeout(state.tb_timeout(), state.ledger.hold(&offering.spec, &request))
+            tokio::time::timeout(self.ledger_timeout, self.ledger.hold(&offering.spec, &request))
                 .await
-                .map_err(|_| reservations::ledger_timeout())??;
-        let status = match outcome {
-            HoldOutcome::Held(_) => "offered",
-            // Someone took the units first: the head waits for the next ones.
-            HoldOutcome::SoldOut => return Ok(()),
-            HoldOutcome::PersonLimitExceeded | HoldOutcome::Rejected(_) | HoldOutcome::IdReused => {
-                "ineligible"
-            }
-        };
+                .map_err(|_| ledger_timeout())??;
+        Ok((id, outcome))
+    }
+
+    /// Records the offer and tells its person, in one transaction, so nobody is offered in
+    /// silence.
+    async fn offered(
+        &self,
+        client: &mut allot_store::Connection,
+        offering: &Offering,
+        zone: u16,
+        entry: &WaitingRow,
+        id: HoldId,
+        held: &Held,
+    ) -> ApiResult<()> {
+        let reservation_id = holds::format_id(id);
         let tx = client.transaction().await?;
-        tx.execute(
-            "UPDATE waitlist_entries SET status = $3, reservation_id = $4, offered_at = now()
-             WHERE offering_id = $1 AND user_id = $2 AND status = 'waiting'",
-            &[
-                &offering.id(),
-                &user_id,
-                &status,
-                &(status == "offered").then(|| reservations::format_id(id)),
-            ],
+        allot_store::waitlist::settle(
+            &tx,
+            offering.id(),
+            entry.user_id,
+            WaitlistStatus::Offered,
+            Some(&reservation_id),
         )
         .await?;
-        if let (HoldOutcome::Held(held), true) = (&outcome, status == "offered") {
-            // Told in the same transaction as the offer, so nobody is offered in silence.
-            let (_, deposit) = offering.amounts_satang(zone, quantity as u64);
-            let expires_at: OffsetDateTime = held.expires_at.into();
-            let event = outbox::Event {
-                send_key: format!(
-                    "{}.{}",
-                    Kind::WaitlistOffered.as_str(),
-                    reservations::format_id(id)
-                ),
-                user_id,
-                kind: Kind::WaitlistOffered,
-                args: serde_json::json!({
-                    "offering_id": offering.id(),
-                    "reservation_id": reservations::format_id(id),
-                    "amount_satang": deposit,
-                    "expires_at": expires_at.unix_timestamp(),
-                }),
-                due_at: std::time::SystemTime::now(),
-            };
-            outbox::enqueue(&tx, &[event]).await?;
-        }
+        let (_, deposit) = offering.amounts_satang(zone, entry.quantity as u64);
+        let expires_at: OffsetDateTime = held.expires_at.into();
+        let event = outbox::Event {
+            send_key: format!("{}.{}", Kind::WaitlistOffered.as_str(), reservation_id),
+            user_id: entry.user_id,
+            kind: Kind::WaitlistOffered,
+            args: serde_json::json!({
+                "offering_id": offering.id(),
+                "reservation_id": reservation_id,
+                "amount_satang": deposit,
+                "expires_at": expires_at.unix_timestamp(),
+            }),
+            due_at: std::time::SystemTime::now(),
+        };
+        outbox::enqueue(&tx, &[event]).await?;
         tx.commit().await?;
-        if status == "offered" {
-            remaining -= quantity as u128;
-            metrics::counter!("allot_waitlist_offers_total", "offering" => offering.id().to_owned()).increment(1);
-            tracing::info!(offering = %offering.id(), user_id, quantity, "waitlist offer held");
-        }
+        metrics::counter!("allot_waitlist_offers_total", "offering" => offering.id().to_owned())
+            .increment(1);
+        let (user_id, quantity) = (entry.user_id, entry.quantity);
+        tracing::info!(offering = %offering.id(), user_id, quantity, "waitlist offer held");
+        Ok(())
     }
-    Ok(())
 }

@@ -249,7 +249,7 @@ pub async fn create(
     reservation_id: &str,
     body: &CreatePayment,
 ) -> ApiResult<(PaymentIntent, bool)> {
-    let (info, reservation) = crate::reservations::read(state, who, reservation_id).await?;
+    let (info, reservation) = state.reservations.read(who, reservation_id).await?;
     if info.person != who.person() {
         // Staff may read a reservation but only its owner pays for it.
         return Err(ApiError::field(ErrorCode::ReservationNotFound, "reservation_id"));

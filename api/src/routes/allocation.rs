@@ -6,9 +6,10 @@ use serde::Deserialize;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::fairness::book::{self, AllocationView, SubscribeRequest, SubscriptionView};
+use crate::fairness::book::{AllocationView, SubscribeRequest, SubscriptionView};
 use crate::fairness::draw;
 use crate::identity::Role;
+use crate::routes::challenge::check_ip;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -38,10 +39,10 @@ pub async fn subscribe(
     req: HttpRequest,
     body: web::Json<SubscribeRequest>,
 ) -> ApiResult<HttpResponse> {
-    state.fairness.limits.check_ip(&req)?;
+    check_ip(&state, &req)?;
     state.fairness.limits.check_user(who.user_id)?;
     let offering = state.catalog.find(&id)?;
-    let (view, created) = book::subscribe(&state, &offering, &who, body.quantity).await?;
+    let (view, created) = state.fairness.book.subscribe(&offering, &who, body.quantity).await?;
     Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(view))
 }
 
@@ -57,10 +58,10 @@ pub async fn change(
     req: HttpRequest,
     body: web::Json<SubscribeRequest>,
 ) -> ApiResult<HttpResponse> {
-    state.fairness.limits.check_ip(&req)?;
+    check_ip(&state, &req)?;
     state.fairness.limits.check_user(who.user_id)?;
     let offering = state.catalog.find(&id)?;
-    let (view, _) = book::subscribe(&state, &offering, &who, body.quantity).await?;
+    let (view, _) = state.fairness.book.subscribe(&offering, &who, body.quantity).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -76,7 +77,7 @@ pub async fn withdraw(
 ) -> ApiResult<HttpResponse> {
     state.fairness.limits.check_user(who.user_id)?;
     let offering = state.catalog.find(&id)?;
-    book::withdraw(&state, &offering, &who).await?;
+    state.fairness.book.withdraw(&offering, &who).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -91,7 +92,7 @@ pub async fn show(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let offering = state.catalog.find(&id)?;
-    Ok(HttpResponse::Ok().json(book::view(&state, &offering, who.as_ref()).await?))
+    Ok(HttpResponse::Ok().json(state.fairness.book.view(&offering, who.as_ref()).await?))
 }
 
 /// Every subscription under its pseudonym with what it was allotted, as JSON lines after a
@@ -102,7 +103,7 @@ pub async fn show(
 #[get("/v1/offerings/{id}/allocation/export")]
 pub async fn export(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let offering = state.catalog.find(&id)?;
-    let body = book::export(&state, &offering).await?;
+    let body = state.fairness.book.export(&offering).await?;
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").body(body))
 }
 
@@ -140,7 +141,7 @@ pub async fn allocate(
         ),
         None => None,
     };
-    let view = book::run(&state, &offering, seed).await?;
+    let view = state.fairness.book.run(&offering, seed).await?;
     let after = serde_json::to_value(&view).map_err(ApiError::internal)?;
     let (actor, subject) = (crate::audit::user(who.user_id), format!("offering:{}", offering.id()));
     crate::audit::append(

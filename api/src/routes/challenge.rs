@@ -1,8 +1,13 @@
-//! Proof-of-work challenges (ALTCHA) for the endpoints that bots aim at.
+//! Proof-of-work challenges (ALTCHA) for the endpoints that bots aim at, and the request
+//! checks those endpoints share: the client's address for the per-IP rate limit, and the
+//! `X-Pow` header for the proof of work.
+
+use std::net::IpAddr;
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
 
 use crate::error::ApiResult;
+use crate::fairness::pow;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -15,8 +20,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses((status = 200, description = "an ALTCHA v2 challenge"), (status = 429, body = crate::error::ErrorBody)))]
 #[get("/v1/challenge")]
 pub async fn challenge(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
-    state.fairness.limits.check_ip(&req)?;
+    check_ip(&state, &req)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(state.fairness.pow.challenge()))
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop when a trusted
+/// proxy sets it (a client can write that header itself, so trusting it is off by default:
+/// `http.trust_forwarded_for`).
+pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = req
+            .headers()
+            .get("X-Forwarded-For")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// One request from the client of `req`: refused when its IP is over the limit. A request
+/// whose address is unknown is not limited by IP.
+pub fn check_ip(state: &AppState, req: &HttpRequest) -> ApiResult<()> {
+    match client_ip(req, state.settings.http.trust_forwarded_for) {
+        Some(ip) => state.fairness.limits.check_ip(ip),
+        None => Ok(()),
+    }
+}
+
+/// The request carries a solved, unexpired, unused challenge of ours in `X-Pow`; it is now
+/// used.
+pub async fn verify_pow(state: &AppState, req: &HttpRequest) -> ApiResult<()> {
+    let header = req.headers().get(pow::HEADER).map(|v| v.as_bytes());
+    state.fairness.pow.verify(header).await
 }

@@ -86,8 +86,8 @@ pub async fn register(
     )?;
     // Bots pay before we do: the rate limit and the proof of work come before the
     // deliberately slow password hash, after the checks that cost nothing.
-    state.fairness.limits.check_ip(&req)?;
-    crate::fairness::pow::verify(&state, &req).await?;
+    crate::routes::challenge::check_ip(&state, &req)?;
+    crate::routes::challenge::verify_pow(&state, &req).await?;
     let user_id = state.identity.register(registration).await?;
     Ok(HttpResponse::Created().json(Registered { user_id }))
 }

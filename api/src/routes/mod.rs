@@ -35,5 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(payments::configure)
         .configure(exports::configure)
         .configure(reports::configure)
-        .configure(crate::fairness::configure);
+        .configure(queue::configure)
+        .configure(allocation::configure)
+        .configure(challenge::configure)
+        .configure(waitlist::configure);
 }

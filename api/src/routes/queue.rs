@@ -9,8 +9,9 @@ use serde::Deserialize;
 use crate::auth::Principal;
 use crate::catalog::Offering;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::fairness::queue::{self, JoinResponse, QueueFairness, QueueStatus};
+use crate::fairness::queue::{JoinResponse, QueueFairness, QueueStatus, Standing};
 use crate::fairness::tokens::TicketClaims;
+use crate::routes::challenge::{check_ip, verify_pow};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,14 +51,15 @@ pub async fn join(
     id: web::Path<String>,
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
-    state.fairness.limits.check_ip(&req)?;
+    check_ip(&state, &req)?;
     state.fairness.limits.check_user(who.user_id)?;
     let offering = queued(&state, &id)?;
-    if let Some(existing) = queue::find(&state, &offering, &who).await? {
+    let room = &state.fairness.queue;
+    if let Some(existing) = room.find(&offering, &who).await? {
         return Ok(HttpResponse::Ok().json(existing));
     }
-    crate::fairness::pow::verify(&state, &req).await?;
-    let joined = queue::join(&state, &offering, &who).await?;
+    verify_pow(&state, &req).await?;
+    let joined = room.join(&offering, &who).await?;
     Ok(HttpResponse::Created().json(joined))
 }
 
@@ -81,9 +83,8 @@ fn ticket(
         .ok_or_else(|| ApiError::field(ErrorCode::QueueTicketInvalid, TICKET_HEADER))?;
     let claims = state
         .fairness
-        .tokens
-        .verify_ticket(token)
-        .filter(|c| c.off == offering)
+        .queue
+        .verify_ticket(token, offering)
         .ok_or_else(|| ApiError::field(ErrorCode::QueueTicketInvalid, TICKET_HEADER))?;
     let user_id = claims.sub.parse().map_err(|_| ApiError::new(ErrorCode::QueueTicketInvalid))?;
     state.fairness.limits.check_user(user_id)?;
@@ -104,7 +105,7 @@ pub async fn status(
 ) -> ApiResult<HttpResponse> {
     let offering = queued(&state, &id)?;
     let claims = ticket(&state, &req, &query, offering.id())?;
-    Ok(HttpResponse::Ok().json(queue::status(&state, &offering, &claims)?))
+    Ok(HttpResponse::Ok().json(state.fairness.queue.status(&offering, &claims)?))
 }
 
 /// The same status as a server-sent event stream (`event: status`), one a second, ending
@@ -131,8 +132,10 @@ pub async fn events(
             if round > 0 {
                 tokio::time::sleep(STREAM_INTERVAL).await;
             }
-            let (event, finished) = match queue::status(&state, &offering, &claims) {
-                Ok(s) => (serde_json::to_string(&s).expect("serializes"), s.status != "waiting"),
+            let (event, finished) = match state.fairness.queue.status(&offering, &claims) {
+                Ok(s) => {
+                    (serde_json::to_string(&s).expect("serializes"), s.status != Standing::Waiting)
+                }
                 Err(e) => (format!("{{\"code\":\"{}\"}}", e.code.as_str()), false),
             };
             let chunk = web::Bytes::from(format!("event: status\ndata: {event}\n\n"));
@@ -155,5 +158,5 @@ pub async fn fairness(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let offering = queued(&state, &id)?;
-    Ok(HttpResponse::Ok().json(queue::fairness(&state, &offering).await?))
+    Ok(HttpResponse::Ok().json(state.fairness.queue.published_draw(&offering).await?))
 }

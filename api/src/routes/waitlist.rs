@@ -4,7 +4,8 @@ use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::fairness::waitlist::{self, JoinWaitlist, WaitlistEntry};
+use crate::fairness::waitlist::{JoinWaitlist, WaitlistEntry};
+use crate::routes::challenge::check_ip;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -29,10 +30,10 @@ pub async fn join(
     req: HttpRequest,
     body: web::Json<JoinWaitlist>,
 ) -> ApiResult<HttpResponse> {
-    state.fairness.limits.check_ip(&req)?;
+    check_ip(&state, &req)?;
     state.fairness.limits.check_user(who.user_id)?;
     let offering = state.catalog.find(&id)?;
-    let (entry, created) = waitlist::join(&state, &offering, &who, &body).await?;
+    let (entry, created) = state.fairness.waitlist.join(&offering, &who, &body).await?;
     Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(entry))
 }
 
@@ -47,7 +48,10 @@ pub async fn mine(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let offering = state.catalog.find(&id)?;
-    let entry = waitlist::mine(&state, &offering, &who)
+    let entry = state
+        .fairness
+        .waitlist
+        .mine(&offering, &who)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
     Ok(HttpResponse::Ok().json(entry))
@@ -64,6 +68,6 @@ pub async fn leave(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let offering = state.catalog.find(&id)?;
-    waitlist::leave(&state, &offering, &who).await?;
+    state.fairness.waitlist.leave(&offering, &who).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,0 +1,56 @@
+//! What every path that places a hold shares: the hold's id, derived from its request, the
+//! id's text form (the `reservation_id` clients see), and the error of a ledger call that
+//! ran out of time. Direct reservations, allotments and waitlist offers all use these, so
+//! they sit below `reservations` and `fairness`, which both import this module.
+
+use allot_ledger::HoldId;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// The hold id of a request: the same person, offering and key always name the same hold,
+/// which is what makes a retried request safe.
+pub fn hold_id(offering: u32, person: u64, key: &str) -> HoldId {
+    let mut hash = Sha256::new();
+    hash.update(b"allot/hold/v1");
+    hash.update(offering.to_le_bytes());
+    hash.update(person.to_le_bytes());
+    hash.update(key.as_bytes());
+    let digest = hash.finalize();
+    HoldId::from_hash(digest[..16].try_into().expect("16 bytes"))
+}
+
+pub fn format_id(id: HoldId) -> String {
+    format!("{:030x}", id.get())
+}
+
+pub fn parse_id(text: &str) -> Option<HoldId> {
+    if text.len() != 30 {
+        return None;
+    }
+    u128::from_str_radix(text, 16).ok().and_then(HoldId::new)
+}
+
+/// What a caller is told when the ledger did not answer within its deadline: counted and
+/// logged here, so every path reports it alike.
+pub fn ledger_timeout() -> ApiError {
+    metrics::counter!("allot_ledger_timeouts_total").increment(1);
+    tracing::warn!("ledger call timed out");
+    ApiError::new(ErrorCode::LedgerUnavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_ids_are_stable_and_distinct_per_person_offering_and_key() {
+        let a = hold_id(1, 42, "key-1");
+        assert_eq!(a, hold_id(1, 42, "key-1"));
+        assert_ne!(a, hold_id(1, 43, "key-1"));
+        assert_ne!(a, hold_id(2, 42, "key-1"));
+        assert_ne!(a, hold_id(1, 42, "key-2"));
+        assert_eq!(parse_id(&format_id(a)), Some(a));
+        assert_eq!(parse_id("zz"), None);
+    }
+}
