@@ -10,6 +10,8 @@
 //!
 //! - [`audit`]: the hash-chained audit log: the append statement and the hash rule, beside
 //!   the reader its verifier uses.
+//! - [`outbox`]: notifications to people: enqueue, claim due rows, mark what became of them.
+//! - [`payments`]: payment intents, gateways' notifications, and finance's lists of them.
 //! - [`status`]: every status kept in a text column, as an enum with one spelling.
 //!
 //! Invariants:
@@ -18,6 +20,8 @@
 //! - Nothing here is on the reservation hot path; it knows nothing of HTTP or TigerBeetle.
 
 pub mod audit;
+pub mod outbox;
+pub mod payments;
 pub mod status;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
