@@ -48,6 +48,15 @@ impl Application {
             .map_err(|_| "TigerBeetle did not answer within 30 s".to_string())?
             .map_err(|e| format!("loading offerings: {e:?}"))?;
 
+        let payments = crate::payments::Payments::new(
+            db.clone(),
+            ledger.clone(),
+            catalog.clone(),
+            crate::payments::gateway::Gateways::load(&settings)?,
+            settings.payments.clone(),
+            settings.dev_mode,
+            Duration::from_millis(settings.ledger.timeout_ms),
+        );
         let state = web::Data::new(AppState {
             tokens: TokenKeys::new(&secrets.token_secret, settings.identity.access_token_seconds),
             fairness: crate::fairness::Fairness::new(
@@ -56,7 +65,7 @@ impl Application {
                 &secrets.identity_key,
             ),
             identity_key: secrets.identity_key,
-            gateways: crate::payments::gateway::Gateways::load(&settings)?,
+            payments,
             ledger,
             db,
             catalog,
@@ -110,7 +119,9 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
             }
         })
     };
-    let payments = tokio::spawn(crate::payments::worker::run(state.clone()));
+    let payments =
+        crate::payments::worker::run(state.payments.clone(), state.settings.notify.clone());
+    let payments = tokio::spawn(payments);
     let mut tasks = vec![projector, refresher, payments];
     tasks.extend(crate::fairness::spawn(state));
     tasks

@@ -20,8 +20,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Key for national-ID lookup hashes: the raw number is never stored or logged.
     pub identity_key: Vec<u8>,
-    /// Payment gateways and their webhook secrets.
-    pub gateways: crate::payments::gateway::Gateways,
+    /// Payment intents, gateways' webhooks, the notification outbox and finance's lists.
+    pub payments: crate::payments::Payments,
     /// Waiting rooms, draw keys, proof-of-work, rate limits and the latency they watch.
     pub fairness: crate::fairness::Fairness,
 }
