@@ -76,12 +76,21 @@ impl Application {
             fairness.gate.clone(),
             ledger_timeout,
         );
+        let payments = crate::payments::Payments::new(
+            db.clone(),
+            ledger.clone(),
+            catalog.clone(),
+            crate::payments::gateway::Gateways::load(&settings)?,
+            settings.payments.clone(),
+            settings.dev_mode,
+            ledger_timeout,
+        );
         let state = web::Data::new(AppState {
             tokens,
             identity,
             fairness,
             reservations,
-            gateways: crate::payments::gateway::Gateways::load(&settings)?,
+            payments,
             ledger,
             db,
             catalog,
@@ -137,7 +146,9 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
             }
         })
     };
-    let payments = tokio::spawn(crate::payments::worker::run(state.clone()));
+    let payments =
+        crate::payments::worker::run(state.payments.clone(), state.settings.notify.clone());
+    let payments = tokio::spawn(payments);
     let mut tasks = vec![projector, refresher, payments];
     tasks.extend(state.fairness.spawn());
     tasks

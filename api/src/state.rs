@@ -21,8 +21,8 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     /// Users, sessions, second factors.
     pub identity: crate::identity::Identity,
-    /// Payment gateways and their webhook secrets.
-    pub gateways: crate::payments::gateway::Gateways,
+    /// Payment intents, gateways' webhooks, the notification outbox and finance's lists.
+    pub payments: crate::payments::Payments,
     /// Waiting rooms, book-building, the waitlist, proof-of-work, rate limits.
     pub fairness: crate::fairness::Fairness,
     /// The reservation hot path: ledger, catalog and the fairness gate, no Postgres.

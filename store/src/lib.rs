@@ -12,6 +12,8 @@
 //!   the reader its verifier uses.
 //! - [`offerings`]: offering configurations, ledger numbers and open flags.
 //! - [`identity`]: users, roles, refresh-token families, TOTP columns, the dev admin.
+//! - [`outbox`]: notifications to people: enqueue, claim due rows, mark what became of them.
+//! - [`payments`]: payment intents, gateways' notifications, and finance's lists of them.
 //! - [`status`]: every status kept in a text column, as an enum with one spelling.
 //! - [`fairness`]: the committed seeds of the draws and the proof-of-work challenges used;
 //!   [`queue`]: the waiting room's entries and counters; [`book`]: book-building
@@ -28,6 +30,8 @@ pub mod book;
 pub mod fairness;
 pub mod identity;
 pub mod offerings;
+pub mod outbox;
+pub mod payments;
 pub mod queue;
 pub mod reservations;
 pub mod status;

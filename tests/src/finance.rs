@@ -82,7 +82,7 @@ pub async fn bank_pays(
         .unwrap()
         .as_secs()
         .to_string();
-    let signature = app.state.gateways.bank.sign(&ts, &body);
+    let signature = app.state.payments.gateways().bank.sign(&ts, &body);
     let res = app
         .client
         .post(app.url("/v1/payments/webhooks/bank"))

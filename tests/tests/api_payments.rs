@@ -88,7 +88,7 @@ async fn deliver(
     signature: Option<String>,
 ) -> (u16, Value) {
     let ts = timestamp.to_string();
-    let signature = signature.unwrap_or_else(|| app.state.gateways.bank.sign(&ts, body));
+    let signature = signature.unwrap_or_else(|| app.state.payments.gateways().bank.sign(&ts, body));
     let res = app
         .client
         .post(app.url("/v1/payments/webhooks/bank"))
@@ -245,7 +245,7 @@ async fn forged_stale_or_malformed_webhooks_change_nothing() {
     assert_eq!((status, err["code"].as_str()), (401, Some("invalid_signature")));
     // Signed with the sandbox's key is still not the bank.
     let ts = now_unix().to_string();
-    let sandbox = app.state.gateways.sandbox.as_ref().unwrap().sign(&ts, &body);
+    let sandbox = app.state.payments.gateways().sandbox.as_ref().unwrap().sign(&ts, &body);
     let (status, _) = deliver(&app, &body, now_unix(), Some(sandbox)).await;
     assert_eq!(status, 401);
     // Properly signed, but captured more than five minutes ago (or dated ahead).
@@ -255,7 +255,8 @@ async fn forged_stale_or_malformed_webhooks_change_nothing() {
     }
     // Signed over another body.
     let ts = now_unix();
-    let other = app.state.gateways.bank.sign(&ts.to_string(), &notification("T-1", reference, 1));
+    let bank = &app.state.payments.gateways().bank;
+    let other = bank.sign(&ts.to_string(), &notification("T-1", reference, 1));
     let (status, _) = deliver(&app, &body, ts, Some(other)).await;
     assert_eq!(status, 401);
     // No headers at all.
@@ -619,7 +620,7 @@ async fn a_notification_survives_a_worker_crash_and_keeps_its_key() {
     let crashing = {
         let state = app.state.clone();
         let sender = DiesAfterSending(WebhookSender::new(&url).unwrap());
-        tokio::spawn(async move { outbox::drain_once(&state, &sender).await })
+        tokio::spawn(async move { outbox::drain_once(&state.payments, &sender).await })
     };
     app.eventually(Duration::from_secs(10), || {
         let receiver = &receiver;
@@ -644,8 +645,8 @@ async fn a_notification_survives_a_worker_crash_and_keeps_its_key() {
 
     // The next worker sends them again, with the same keys, and marks them sent.
     let sender = WebhookSender::new(&url).unwrap();
-    assert_eq!(outbox::drain_once(&app.state, &sender).await.unwrap(), 3);
-    assert_eq!(outbox::drain_once(&app.state, &sender).await.unwrap(), 0, "nothing left");
+    assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 3);
+    assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 0, "nothing left");
     assert_eq!(pending().await, 0);
     let got = receiver.deliveries_by_key();
     let mut seen: Vec<&String> = got.keys().collect();
@@ -717,15 +718,15 @@ async fn a_receiver_that_is_down_gets_the_message_later_with_backoff() {
     let sender = WebhookSender::new(&url).unwrap();
     let db = app.db().await;
     for attempt in 1..=2 {
-        assert_eq!(outbox::drain_once(&app.state, &sender).await.unwrap(), 1);
+        assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 1);
         let (status, attempts, later, error) = outbox_row(&db, &key).await;
         assert_eq!((status.as_str(), attempts, later), ("pending", attempt, true));
         assert!(error.unwrap().contains("503"));
         // Not due again before its backoff has passed.
-        assert_eq!(outbox::drain_once(&app.state, &sender).await.unwrap(), 0);
+        assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 0);
         db.execute("UPDATE outbox SET due_at = now() WHERE send_key = $1", &[&key]).await.unwrap();
     }
-    assert_eq!(outbox::drain_once(&app.state, &sender).await.unwrap(), 1);
+    assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 1);
     assert_eq!(outbox_row(&db, &key).await.0, "sent");
     assert_eq!(receiver.deliveries_by_key()[&key], 1);
 }

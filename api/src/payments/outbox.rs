@@ -11,17 +11,22 @@
 //! Failures are retried with exponential backoff up to [`ATTEMPTS_MAX`]; then the row is
 //! `failed` and stays for an operator. Reminders and expiry notices are checked against the
 //! ledger when due and `skipped` when no longer true (the hold was paid).
+//!
+//! The statements are in `allot_store::outbox`; kinds and their messages are here.
 
 use std::time::{Duration, SystemTime};
 
 use allot_ledger::HoldState;
+use allot_store::outbox::{self as store, ClaimedRow, NewEvent};
+use allot_store::status::OutboxStatus;
+use allot_store::GenericClient;
 use serde_json::Value;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
-use tokio_postgres::Transaction;
 
 use super::senders::{Message, SendError, Sender};
-use crate::state::AppState;
+use super::Payments;
+use crate::catalog::Catalog;
 
 /// Rows claimed per transaction: bounds how long claims are held and how much one crash
 /// re-sends.
@@ -101,17 +106,22 @@ pub struct Event {
     pub due_at: SystemTime,
 }
 
-/// Adds events in the caller's transaction; an event whose key exists is left alone.
-pub async fn enqueue(tx: &Transaction<'_>, events: &[Event]) -> Result<u64, tokio_postgres::Error> {
+/// Adds events in the caller's transaction (or on any client); an event whose key exists
+/// is left alone. Returns how many were added.
+pub async fn enqueue(
+    client: &impl GenericClient,
+    events: &[Event],
+) -> Result<u64, allot_store::Error> {
     let mut added = 0;
     for e in events {
-        added += tx
-            .execute(
-                "INSERT INTO outbox (send_key, user_id, kind, args, due_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (send_key) DO NOTHING",
-                &[&e.send_key, &e.user_id, &e.kind.as_str(), &e.args, &e.due_at],
-            )
-            .await?;
+        let event = NewEvent {
+            send_key: &e.send_key,
+            user_id: e.user_id,
+            kind: e.kind.as_str(),
+            args: &e.args,
+            due_at: e.due_at,
+        };
+        added += store::enqueue(client, &event).await?;
     }
     Ok(added)
 }
@@ -134,26 +144,14 @@ struct Claimed {
 
 /// Claims up to [`BATCH_ROWS_MAX`] due rows, sends them, records what happened, commits.
 /// Returns how many rows it claimed (a full batch means: call again).
-pub async fn drain_once(state: &AppState, sender: &dyn Sender) -> Result<usize, String> {
-    let mut client = state.db.get().await.map_err(|e| e.to_string())?;
+pub async fn drain_once(payments: &Payments, sender: &dyn Sender) -> Result<usize, String> {
+    let mut client = payments.db.get().await.map_err(|e| e.to_string())?;
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
-    let rows = tx
-        .query(
-            "SELECT o.id, o.send_key, o.user_id, o.kind, o.args, o.attempts, u.email, u.locale
-             FROM outbox o LEFT JOIN users u ON u.user_id = o.user_id
-             WHERE o.status = 'pending' AND o.due_at <= now()
-             ORDER BY o.due_at
-             LIMIT $1
-             FOR UPDATE OF o SKIP LOCKED",
-            &[&BATCH_ROWS_MAX],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let rows = store::claim_due(&tx, BATCH_ROWS_MAX).await.map_err(|e| e.to_string())?;
     let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id: i64 = row.get(0);
-        let attempts: i32 = row.get(5);
-        let (message, fate) = match prepare(state, row).await {
+    for row in rows {
+        let (id, attempts) = (row.id, row.attempts);
+        let (message, fate) = match prepare(payments, row).await {
             Ok(Some(message)) => (Some(message), None),
             Ok(None) => (None, Some(Fate::Skipped)),
             Err(fate) => (None, Some(fate)),
@@ -182,40 +180,31 @@ pub async fn drain_once(state: &AppState, sender: &dyn Sender) -> Result<usize, 
     Ok(claimed.len())
 }
 
-async fn record_fate(tx: &Transaction<'_>, c: &Claimed) -> Result<(), tokio_postgres::Error> {
+async fn record_fate(tx: &impl GenericClient, c: &Claimed) -> Result<(), allot_store::Error> {
     let attempts = c.attempts + 1;
     let kind = c.message.as_ref().map_or("", |m| m.kind);
     match c.fate.as_ref().expect("every claimed row has a fate") {
-        Fate::Sent | Fate::Skipped => {
-            let status = if matches!(c.fate, Some(Fate::Sent)) { "sent" } else { "skipped" };
-            metrics::counter!("allot_notifications_total", "status" => status, "kind" => kind)
+        fate @ (Fate::Sent | Fate::Skipped) => {
+            let status = match fate {
+                Fate::Sent => OutboxStatus::Sent,
+                _ => OutboxStatus::Skipped,
+            };
+            metrics::counter!("allot_notifications_total", "status" => status.as_str(), "kind" => kind)
                 .increment(1);
-            tx.execute(
-                "UPDATE outbox SET status = $2, attempts = $3, sent_at = now() WHERE id = $1",
-                &[&c.id, &status, &attempts],
-            )
-            .await?;
+            store::mark_done(tx, c.id, status, attempts).await?;
         }
         Fate::Retry(error) if attempts < ATTEMPTS_MAX => {
             let backoff = backoff(attempts);
             tracing::warn!(outbox_id = c.id, attempts, error = %error, "notification will be retried");
-            tx.execute(
-                "UPDATE outbox SET attempts = $2, last_error = $3,
-                     due_at = now() + make_interval(secs => $4)
-                 WHERE id = $1",
-                &[&c.id, &attempts, &truncate(error), &(backoff.as_secs() as f64)],
-            )
-            .await?;
+            let seconds = backoff.as_secs() as f64;
+            store::mark_retry(tx, c.id, attempts, &truncate(error), seconds).await?;
         }
         Fate::Retry(error) | Fate::Failed(error) => {
-            metrics::counter!("allot_notifications_total", "status" => "failed", "kind" => kind)
+            let status = OutboxStatus::Failed.as_str();
+            metrics::counter!("allot_notifications_total", "status" => status, "kind" => kind)
                 .increment(1);
             tracing::error!(outbox_id = c.id, attempts, error = %error, "notification failed for good");
-            tx.execute(
-                "UPDATE outbox SET status = 'failed', attempts = $2, last_error = $3 WHERE id = $1",
-                &[&c.id, &attempts, &truncate(error)],
-            )
-            .await?;
+            store::mark_failed(tx, c.id, attempts, &truncate(error)).await?;
         }
     }
     Ok(())
@@ -233,17 +222,15 @@ fn truncate(text: &str) -> String {
 
 /// The message for a claimed row, `Ok(None)` when it is no longer true, or the fate of a
 /// row that cannot be prepared now.
-async fn prepare(state: &AppState, row: &tokio_postgres::Row) -> Result<Option<Message>, Fate> {
-    let kind_text: &str = row.get(3);
+async fn prepare(payments: &Payments, row: ClaimedRow) -> Result<Option<Message>, Fate> {
     let kind =
-        Kind::parse(kind_text).ok_or_else(|| Fate::Failed(format!("unknown kind {kind_text}")))?;
-    let args: Value = row.get(4);
+        Kind::parse(&row.kind).ok_or_else(|| Fate::Failed(format!("unknown kind {}", row.kind)))?;
     if let Some(required) = kind.requires() {
-        let hold = args["reservation_id"]
+        let hold = row.args["reservation_id"]
             .as_str()
             .and_then(crate::reservations::parse_id)
             .ok_or_else(|| Fate::Failed("no reservation id".into()))?;
-        let info = tokio::time::timeout(state.tb_timeout(), state.ledger.hold_info(hold))
+        let info = tokio::time::timeout(payments.ledger_timeout, payments.ledger.hold_info(hold))
             .await
             .map_err(|_| Fate::Retry("ledger timeout".into()))?
             .map_err(|e| Fate::Retry(e.to_string()))?;
@@ -251,18 +238,18 @@ async fn prepare(state: &AppState, row: &tokio_postgres::Row) -> Result<Option<M
             return Ok(None);
         }
     }
-    let locale: Option<String> = row.get(7);
-    let lang = locale
+    let lang = row
+        .locale
         .as_deref()
         .and_then(|l| crate::i18n::SUPPORTED.into_iter().find(|s| *s == l))
         .unwrap_or("th");
-    let (subject, body) = render(state, kind, lang, &args);
+    let (subject, body) = render(&payments.catalog, kind, lang, &row.args);
     Ok(Some(Message {
-        send_key: row.get(1),
-        user_id: row.get(2),
+        send_key: row.send_key,
+        user_id: row.user_id,
         kind: kind.as_str(),
         locale: lang.to_owned(),
-        email: row.get(6),
+        email: row.email,
         subject,
         body,
     }))
@@ -270,10 +257,9 @@ async fn prepare(state: &AppState, row: &tokio_postgres::Row) -> Result<Option<M
 
 /// Subject and body in `lang`, from the Fluent messages `notify-<kind>-subject` and
 /// `notify-<kind>-body`.
-pub fn render(state: &AppState, kind: Kind, lang: &str, args: &Value) -> (String, String) {
+pub fn render(catalog: &Catalog, kind: Kind, lang: &str, args: &Value) -> (String, String) {
     let offering = args["offering_id"].as_str().unwrap_or_default();
-    let name = state
-        .catalog
+    let name = catalog
         .get(offering)
         .and_then(|o| {
             let names = &o.config.name;

@@ -2,14 +2,13 @@
 //! webhook with the sandbox secret and delivering it through the very path a bank's takes.
 //! Dev mode only.
 
-use actix_web::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::gateway::{Delivery, GatewayKind, Notification};
-use super::webhook::{self, WebhookAnswer};
+use super::webhook::Receipt;
+use super::Payments;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,37 +21,41 @@ pub struct SettleRequest {
     pub reference: Option<String>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Settled {
+/// A settlement: the transaction the sandbox made up, and what the webhook made of it.
+#[derive(Debug)]
+pub struct Settlement {
     pub transaction_id: String,
-    /// What the webhook endpoint answered.
-    pub webhook_status: u16,
-    pub webhook: WebhookAnswer,
+    pub receipt: Receipt,
 }
 
-pub async fn settle(state: &AppState, payment_id: &str, req: SettleRequest) -> ApiResult<Settled> {
-    let gateway = state
-        .gateways
-        .get(GatewayKind::Sandbox)
-        .filter(|_| state.settings.dev_mode)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
-    let not_found = || ApiError::field(ErrorCode::PaymentNotFound, "payment_id");
-    super::parse_payment_id(payment_id).ok_or_else(not_found)?;
-    let intent = super::load_by_id(state, payment_id).await?.ok_or_else(not_found)?;
-    let transaction_id =
-        req.transaction_id.unwrap_or_else(|| format!("SBX{}", uuid::Uuid::new_v4().simple()));
-    let notification = Notification {
-        transaction_id: transaction_id.clone(),
-        reference: req.reference.unwrap_or(intent.reference),
-        amount_satang: req.amount_satang.unwrap_or(intent.amount_satang),
-        paid_at: OffsetDateTime::now_utc(),
-    };
-    let body = serde_json::to_vec(&notification).map_err(ApiError::internal)?;
-    let timestamp = OffsetDateTime::now_utc().unix_timestamp().to_string();
-    let signature = gateway.sign(&timestamp, &body);
-    let delivery =
-        Delivery { timestamp: Some(&timestamp), signature: Some(&signature), body: &body };
-    let (status, answer): (StatusCode, WebhookAnswer) =
-        webhook::receive(state, GatewayKind::Sandbox, delivery).await?;
-    Ok(Settled { transaction_id, webhook_status: status.as_u16(), webhook: answer })
+impl Payments {
+    pub async fn settle_in_sandbox(
+        &self,
+        payment_id: &str,
+        req: SettleRequest,
+    ) -> ApiResult<Settlement> {
+        let gateway = self
+            .gateways
+            .get(GatewayKind::Sandbox)
+            .filter(|_| self.dev_mode)
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+        let not_found = || ApiError::field(ErrorCode::PaymentNotFound, "payment_id");
+        super::parse_payment_id(payment_id).ok_or_else(not_found)?;
+        let intent = self.load_by_id(payment_id).await?.ok_or_else(not_found)?;
+        let transaction_id =
+            req.transaction_id.unwrap_or_else(|| format!("SBX{}", uuid::Uuid::new_v4().simple()));
+        let notification = Notification {
+            transaction_id: transaction_id.clone(),
+            reference: req.reference.unwrap_or(intent.reference),
+            amount_satang: req.amount_satang.unwrap_or(intent.amount_satang),
+            paid_at: OffsetDateTime::now_utc(),
+        };
+        let body = serde_json::to_vec(&notification).map_err(ApiError::internal)?;
+        let timestamp = OffsetDateTime::now_utc().unix_timestamp().to_string();
+        let signature = gateway.sign(&timestamp, &body);
+        let delivery =
+            Delivery { timestamp: Some(&timestamp), signature: Some(&signature), body: &body };
+        let receipt = self.receive(GatewayKind::Sandbox, delivery).await?;
+        Ok(Settlement { transaction_id, receipt })
+    }
 }

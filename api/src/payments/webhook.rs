@@ -17,16 +17,18 @@
 
 use std::time::{Duration, SystemTime};
 
-use actix_web::http::StatusCode;
 use allot_ledger::{ConfirmOutcome, Payment};
+use allot_store::payments::{self as store, Applied, NewNotification, OwnerNotice};
+use allot_store::status::NotificationOutcome;
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::gateway::{Delivery, Gateway, GatewayKind, Notification};
+use super::intent::StoredIntent;
 use super::outbox::Kind;
-use super::{format_payment_id, ledger_payment_id, normalize_reference};
+use super::{format_payment_id, ledger_payment_id, normalize_reference, Payments};
+use crate::catalog::Offering;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::state::AppState;
 
 /// A recorded notification still unapplied after this long is finished by the worker.
 pub const REAPPLY_AFTER: Duration = Duration::from_secs(5);
@@ -47,12 +49,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(&self) -> &'static str {
+    /// As stored on the notification (and on its intent, when it has one).
+    fn stored(&self) -> NotificationOutcome {
         match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::RefundDue(_) => "refund_due",
-            Outcome::Unmatched => "unmatched",
+            Outcome::Succeeded => NotificationOutcome::Succeeded,
+            Outcome::RefundDue(_) => NotificationOutcome::RefundDue,
+            Outcome::Unmatched => NotificationOutcome::Unmatched,
         }
+    }
+
+    fn as_str(&self) -> &'static str {
+        self.stored().as_str()
     }
 
     fn reason(&self) -> Option<&'static str> {
@@ -74,6 +81,15 @@ pub struct WebhookAnswer {
     pub reason: Option<&'static str>,
 }
 
+/// What a delivery came to.
+#[derive(Debug)]
+pub struct Receipt {
+    /// `true`: applied to the ledger now. `false`: recorded, and the worker applies it
+    /// shortly (the ledger could not be reached); the sender must not resend meanwhile.
+    pub applied: bool,
+    pub answer: WebhookAnswer,
+}
+
 /// A notification as recorded: the first delivery of a transaction wins.
 #[derive(Clone, Debug)]
 struct Recorded {
@@ -84,114 +100,238 @@ struct Recorded {
     ledger_id: u128,
 }
 
-/// Handles one delivery from `kind`'s gateway; the HTTP handler and the sandbox share it.
-pub async fn receive(
-    state: &AppState,
-    kind: GatewayKind,
-    delivery: Delivery<'_>,
-) -> ApiResult<(StatusCode, WebhookAnswer)> {
-    let gateway = state.gateways.get(kind).ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    if let Err(rejection) = gateway.authenticate(&delivery, now) {
-        metrics::counter!("allot_webhooks_rejected_total", "gateway" => kind.as_str()).increment(1);
-        tracing::warn!(target: "security", gateway = kind.as_str(), reason = %rejection,
-            "payment webhook refused: not authentic");
-        return Err(ApiError::new(ErrorCode::InvalidSignature));
-    }
-    let notification = gateway.parse(delivery.body)?;
-    let recorded = record(state, kind, &notification, delivery.body).await?;
-    match apply_and_mark(state, &recorded).await {
-        Ok(outcome) => Ok((
-            StatusCode::OK,
-            WebhookAnswer {
-                status: outcome.as_str(),
-                payment_id: recorded.payment_id.clone(),
-                reason: outcome.reason(),
-            },
-        )),
-        Err(e) => {
-            // Recorded, so not lost: the worker applies it. The bank must not resend in a
-            // loop meanwhile, so this is a success to it.
-            tracing::warn!(gateway = kind.as_str(), transaction = %recorded.transaction_id,
-                error = %e, "payment recorded, applying it later");
-            Ok((
-                StatusCode::ACCEPTED,
-                WebhookAnswer {
-                    status: "received",
-                    payment_id: recorded.payment_id.clone(),
-                    reason: None,
+impl Payments {
+    /// Handles one delivery from `kind`'s gateway; the webhook route and the sandbox share
+    /// it. Once the delivery is recorded, the answer is a success whatever happens next.
+    pub async fn receive(&self, kind: GatewayKind, delivery: Delivery<'_>) -> ApiResult<Receipt> {
+        let gateway = self.gateways.get(kind).ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Err(rejection) = gateway.authenticate(&delivery, now) {
+            metrics::counter!("allot_webhooks_rejected_total", "gateway" => kind.as_str())
+                .increment(1);
+            tracing::warn!(target: "security", gateway = kind.as_str(), reason = %rejection,
+                "payment webhook refused: not authentic");
+            return Err(ApiError::new(ErrorCode::InvalidSignature));
+        }
+        let notification = gateway.parse(delivery.body)?;
+        let recorded = self.record(kind, &notification, delivery.body).await?;
+        let payment_id = recorded.payment_id.clone();
+        match self.apply_and_mark(&recorded).await {
+            Ok(outcome) => Ok(Receipt {
+                applied: true,
+                answer: WebhookAnswer {
+                    status: outcome.as_str(),
+                    payment_id,
+                    reason: outcome.reason(),
                 },
-            ))
+            }),
+            Err(e) => {
+                // Recorded, so not lost: the worker applies it. The bank must not resend in
+                // a loop meanwhile, so this is a success to it.
+                tracing::warn!(gateway = kind.as_str(), transaction = %recorded.transaction_id,
+                    error = %e, "payment recorded, applying it later");
+                let status = NotificationOutcome::Received.as_str();
+                Ok(Receipt {
+                    applied: false,
+                    answer: WebhookAnswer { status, payment_id, reason: None },
+                })
+            }
         }
     }
-}
 
-/// Step 2: the row for (gateway, transaction id), inserted unless a delivery of the same
-/// transaction was recorded before (then the stored one is what counts). One round trip in
-/// the common case: insert, or read what is there.
-async fn record(
-    state: &AppState,
-    kind: GatewayKind,
-    n: &Notification,
-    body: &[u8],
-) -> ApiResult<Recorded> {
-    let ledger_id = ledger_payment_id(kind, &n.transaction_id);
-    let client = state.db.get().await?;
-    let paid_at: SystemTime = n.paid_at.into();
-    let body_text = String::from_utf8_lossy(body);
-    let mut row = client
-        .query_opt(
-            "WITH inserted AS (
-                INSERT INTO payment_notifications
-                    (gateway, transaction_id, reference, amount_satang, paid_at, payment_id,
-                     ledger_id, body)
-                VALUES ($1, $2, $3, $4, $5,
-                        (SELECT payment_id FROM payment_intents WHERE reference = $6), $7, $8)
-                ON CONFLICT (gateway, transaction_id) DO NOTHING
-                RETURNING reference, amount_satang, payment_id
-             )
-             SELECT reference, amount_satang, payment_id FROM inserted
-             UNION ALL
-             SELECT reference, amount_satang, payment_id FROM payment_notifications
-             WHERE gateway = $1 AND transaction_id = $2 AND NOT EXISTS (SELECT 1 FROM inserted)",
-            &[
-                &kind.as_str(),
-                &n.transaction_id,
-                &n.reference.trim(),
-                &(n.amount_satang as i64),
-                &paid_at,
-                &normalize_reference(&n.reference),
-                &format_payment_id(ledger_id),
-                &body_text.as_ref(),
-            ],
-        )
-        .await?;
-    if row.is_none() {
-        // A concurrent delivery of the same transaction committed after this statement's
-        // snapshot: the insert saw it, the read could not. A new statement sees it.
-        row = client
-            .query_opt(
-                "SELECT reference, amount_satang, payment_id FROM payment_notifications
-                 WHERE gateway = $1 AND transaction_id = $2",
-                &[&kind.as_str(), &n.transaction_id],
-            )
-            .await?;
+    /// Step 2: the row for (gateway, transaction id), inserted unless a delivery of the
+    /// same transaction was recorded before (then the stored one is what counts).
+    async fn record(
+        &self,
+        kind: GatewayKind,
+        n: &Notification,
+        body: &[u8],
+    ) -> ApiResult<Recorded> {
+        let ledger_id = ledger_payment_id(kind, &n.transaction_id);
+        let client = self.db.get().await?;
+        let body_text = String::from_utf8_lossy(body);
+        let new = NewNotification {
+            gateway: kind.as_str(),
+            transaction_id: &n.transaction_id,
+            reference: n.reference.trim(),
+            amount_satang: n.amount_satang as i64,
+            paid_at: n.paid_at.into(),
+            normalized_reference: &normalize_reference(&n.reference),
+            ledger_id: &format_payment_id(ledger_id),
+            body: body_text.as_ref(),
+        };
+        let row = store::record_notification(&client, &new)
+            .await?
+            .ok_or_else(|| ApiError::internal("recorded notification not found"))?;
+        let amount_satang = row.amount_satang as u64;
+        if row.reference != n.reference.trim() || amount_satang != n.amount_satang {
+            // A resend that disagrees with the first delivery: the first one stands, and
+            // someone should look.
+            tracing::warn!(target: "security", gateway = kind.as_str(),
+                transaction = %n.transaction_id,
+                "payment webhook resend differs from the recorded delivery; keeping the first");
+        }
+        Ok(Recorded {
+            gateway: kind,
+            transaction_id: n.transaction_id.clone(),
+            amount_satang,
+            payment_id: row.payment_id,
+            ledger_id,
+        })
     }
-    let row = row.ok_or_else(|| ApiError::internal("recorded notification not found"))?;
-    let amount_satang = row.get::<_, i64>(1) as u64;
-    if row.get::<_, &str>(0) != n.reference.trim() || amount_satang != n.amount_satang {
-        // A resend that disagrees with the first delivery: the first one stands, and
-        // someone should look.
-        tracing::warn!(target: "security", gateway = kind.as_str(), transaction = %n.transaction_id,
-            "payment webhook resend differs from the recorded delivery; keeping the first");
+
+    /// Steps 3 and 4. Errors mean "not applied yet"; calling again is always safe.
+    async fn apply_and_mark(&self, r: &Recorded) -> Result<Outcome, String> {
+        let Some(payment_id) = &r.payment_id else {
+            self.mark(r, &Outcome::Unmatched, None).await?;
+            return Ok(Outcome::Unmatched);
+        };
+        let intent = self
+            .load_by_id(payment_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("recorded payment has no intent")?;
+        let offering = self
+            .catalog
+            .get(&intent.offering_id)
+            .ok_or_else(|| format!("offering {} not in the catalog", intent.offering_id))?;
+        let outcome = self.apply(r, &intent, &offering).await?;
+        let args = serde_json::json!({
+            "reservation_id": intent.reservation_id,
+            "payment_id": intent.payment_id,
+            "offering_id": intent.offering_id,
+            "amount_satang": r.amount_satang,
+            "reference": intent.reference,
+            "expires_at": OffsetDateTime::from(intent.expires_at).unix_timestamp(),
+            "reason": outcome.reason(),
+        });
+        self.mark(r, &outcome, Some(Target { user_id: intent.user_id, args })).await?;
+        metrics::counter!("allot_payments_applied_total", "outcome" => outcome.as_str())
+            .increment(1);
+        Ok(outcome)
     }
-    Ok(Recorded {
-        gateway: kind,
-        transaction_id: n.transaction_id.clone(),
-        amount_satang,
-        payment_id: row.get(2),
-        ledger_id,
-    })
+
+    /// Step 3: confirms the intent's hold with this money, or books the money to refunds
+    /// payable when it cannot.
+    async fn apply(
+        &self,
+        r: &Recorded,
+        intent: &StoredIntent,
+        offering: &Offering,
+    ) -> Result<Outcome, String> {
+        let hold = crate::reservations::parse_id(&intent.reservation_id).ok_or("bad hold id")?;
+        let payment = Payment {
+            id: r.ledger_id,
+            gateway: r.gateway.ledger_number(),
+            amount_satang: r.amount_satang.into(),
+        };
+        let outcome = if r.amount_satang != intent.amount_satang {
+            Outcome::RefundDue("amount_mismatch")
+        } else {
+            let confirm = self.ledger.confirm(&offering.spec, hold, &payment);
+            match tokio::time::timeout(self.ledger_timeout, confirm)
+                .await
+                .map_err(|_| "ledger timeout".to_string())?
+                .map_err(|e| e.to_string())?
+            {
+                ConfirmOutcome::Confirmed { .. } => Outcome::Succeeded,
+                ConfirmOutcome::ConfirmedByOtherPayment => Outcome::RefundDue("paid_twice"),
+                ConfirmOutcome::HoldExpired => Outcome::RefundDue("hold_expired"),
+                ConfirmOutcome::HoldCancelled => Outcome::RefundDue("hold_cancelled"),
+                ConfirmOutcome::HoldNotFound => Outcome::RefundDue("hold_not_found"),
+            }
+        };
+        if let Outcome::RefundDue(_) = outcome {
+            let refund = self.ledger.record_refund(&offering.spec, &payment);
+            tokio::time::timeout(self.ledger_timeout, refund)
+                .await
+                .map_err(|_| "ledger timeout".to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(outcome)
+    }
+
+    /// Step 4, in one transaction: the row's outcome, the intent's status, the notification
+    /// to its owner (one statement), and the audit entry. Only the first application changes
+    /// anything; a replay finds the row applied and leaves all of it alone.
+    async fn mark(
+        &self,
+        r: &Recorded,
+        outcome: &Outcome,
+        target: Option<Target>,
+    ) -> Result<(), String> {
+        // The owner hears of it once per event: the payment's confirmation, or this money's
+        // refund. Unmatched money has no owner to tell.
+        let event = match (&r.payment_id, target) {
+            (Some(payment_id), Some(target)) => {
+                let (kind, subject) = match outcome {
+                    Outcome::Succeeded => (Kind::PaymentConfirmed, payment_id.clone()),
+                    _ => (Kind::RefundDue, format_payment_id(r.ledger_id)),
+                };
+                Some((format!("{}.{subject}", kind.as_str()), kind, target))
+            }
+            _ => None,
+        };
+        let mut client = self.db.get().await.map_err(|e| e.to_string())?;
+        let tx = client.transaction().await.map_err(|e| e.to_string())?;
+        let applied = Applied {
+            gateway: r.gateway.as_str(),
+            transaction_id: &r.transaction_id,
+            outcome: outcome.stored(),
+            reason: outcome.reason(),
+            payment_id: r.payment_id.as_deref(),
+            notice: event.as_ref().map(|(send_key, kind, target)| OwnerNotice {
+                send_key,
+                user_id: target.user_id,
+                kind: kind.as_str(),
+                args: &target.args,
+            }),
+        };
+        if store::mark_applied(&tx, &applied).await.map_err(|e| e.to_string())? {
+            audit_applied(&tx, r, outcome).await.map_err(|e| e.to_string())?;
+        }
+        tx.commit().await.map_err(|e| e.to_string())
+    }
+
+    /// The worker's half: applies notifications that were recorded but never marked (a
+    /// crash or a ledger outage in between). Returns how many it applied.
+    pub async fn reapply_unapplied(&self) -> Result<usize, String> {
+        let client = self.db.get().await.map_err(|e| e.to_string())?;
+        let cutoff = SystemTime::now() - REAPPLY_AFTER;
+        let rows =
+            store::unapplied(&client, cutoff, REAPPLY_ROWS_MAX).await.map_err(|e| e.to_string())?;
+        drop(client);
+        let (mut applied, mut failures) = (0, 0);
+        for row in rows {
+            let recorded = Recorded {
+                gateway: GatewayKind::parse(&row.gateway).ok_or("unknown gateway in a row")?,
+                transaction_id: row.transaction_id,
+                amount_satang: row.amount_satang as u64,
+                payment_id: row.payment_id,
+                ledger_id: super::parse_payment_id(&row.ledger_id)
+                    .ok_or("bad ledger id in a row")?,
+            };
+            // One row that cannot be applied (its offering gone, say) must not hold up the
+            // rest.
+            match self.apply_and_mark(&recorded).await {
+                Ok(outcome) => {
+                    (applied, failures) = (applied + 1, 0);
+                    tracing::info!(transaction = %recorded.transaction_id,
+                        outcome = outcome.as_str(), "late payment notification applied");
+                }
+                Err(e) => {
+                    tracing::warn!(transaction = %recorded.transaction_id, error = %e,
+                        "payment notification still not applied");
+                    failures += 1;
+                    if failures == REAPPLY_FAILURES_MAX {
+                        // Likely the ledger is down: try again next pass, not row after row.
+                        return Err(format!("{failures} failures in a row, last: {e}"));
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    }
 }
 
 /// The intent a recorded notification pays for.
@@ -200,181 +340,20 @@ struct Target {
     args: serde_json::Value,
 }
 
-/// Steps 3 and 4. Errors mean "not applied yet"; calling again is always safe.
-async fn apply_and_mark(state: &AppState, r: &Recorded) -> Result<Outcome, String> {
-    let Some(payment_id) = &r.payment_id else {
-        mark(state, r, &Outcome::Unmatched, None).await?;
-        return Ok(Outcome::Unmatched);
-    };
-    let intent = super::load_by_id(state, payment_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("recorded payment has no intent")?;
-    let offering = state
-        .catalog
-        .get(&intent.offering_id)
-        .ok_or_else(|| format!("offering {} not in the catalog", intent.offering_id))?;
-    let hold = crate::reservations::parse_id(&intent.reservation_id).ok_or("bad hold id")?;
-    let payment = Payment {
-        id: r.ledger_id,
-        gateway: r.gateway.ledger_number(),
-        amount_satang: r.amount_satang.into(),
-    };
-    let outcome = if r.amount_satang != intent.amount_satang {
-        Outcome::RefundDue("amount_mismatch")
-    } else {
-        let confirm = state.ledger.confirm(&offering.spec, hold, &payment);
-        match tokio::time::timeout(state.tb_timeout(), confirm)
-            .await
-            .map_err(|_| "ledger timeout".to_string())?
-            .map_err(|e| e.to_string())?
-        {
-            ConfirmOutcome::Confirmed { .. } => Outcome::Succeeded,
-            ConfirmOutcome::ConfirmedByOtherPayment => Outcome::RefundDue("paid_twice"),
-            ConfirmOutcome::HoldExpired => Outcome::RefundDue("hold_expired"),
-            ConfirmOutcome::HoldCancelled => Outcome::RefundDue("hold_cancelled"),
-            ConfirmOutcome::HoldNotFound => Outcome::RefundDue("hold_not_found"),
-        }
-    };
-    if let Outcome::RefundDue(_) = outcome {
-        let refund = state.ledger.record_refund(&offering.spec, &payment);
-        tokio::time::timeout(state.tb_timeout(), refund)
-            .await
-            .map_err(|_| "ledger timeout".to_string())?
-            .map_err(|e| e.to_string())?;
-    }
-    let args = serde_json::json!({
-        "reservation_id": intent.reservation_id,
-        "payment_id": intent.payment_id,
-        "offering_id": intent.offering_id,
-        "amount_satang": r.amount_satang,
-        "reference": intent.reference,
-        "expires_at": OffsetDateTime::from(intent.expires_at).unix_timestamp(),
-        "reason": outcome.reason(),
-    });
-    mark(state, r, &outcome, Some(Target { user_id: intent.user_id, args })).await?;
-    metrics::counter!("allot_payments_applied_total", "outcome" => outcome.as_str()).increment(1);
-    Ok(outcome)
-}
-
-/// Step 4, in one transaction: the row's outcome, the intent's status, the notification to
-/// its owner (one statement), and the audit entry. Only the first application changes
-/// anything; a replay finds the row applied and leaves all of it alone.
-async fn mark(
-    state: &AppState,
+/// The audit entry of a notification's first application, in its transaction.
+async fn audit_applied(
+    tx: &allot_store::Transaction<'_>,
     r: &Recorded,
     outcome: &Outcome,
-    target: Option<Target>,
-) -> Result<(), String> {
-    // The owner hears of it once per event: the payment's confirmation, or this money's
-    // refund. Unmatched money has no owner to tell.
-    let event = match (&r.payment_id, target) {
-        (Some(payment_id), Some(target)) => {
-            let (kind, subject) = match outcome {
-                Outcome::Succeeded => (Kind::PaymentConfirmed, payment_id.clone()),
-                _ => (Kind::RefundDue, format_payment_id(r.ledger_id)),
-            };
-            let send_key = format!("{}.{subject}", kind.as_str());
-            Some((send_key, target.user_id, kind.as_str(), target.args))
-        }
-        _ => None,
-    };
-    let mut client = state.db.get().await.map_err(|e| e.to_string())?;
-    let tx = client.transaction().await.map_err(|e| e.to_string())?;
-    // Succeeded beats refund due (a wrong amount first, the right one later), and a refund
-    // of a second payment never hides that the first one succeeded.
-    let applied: i64 = tx
-        .query_one(
-            "WITH notification AS (
-                UPDATE payment_notifications
-                SET outcome = $3, reason = $4, applied_at = now()
-                WHERE gateway = $1 AND transaction_id = $2 AND applied_at IS NULL
-                RETURNING 1
-             ), intent AS (
-                UPDATE payment_intents SET status = $3, reason = $4, updated_at = now()
-                WHERE payment_id = $5 AND EXISTS (SELECT 1 FROM notification)
-                  AND (status = 'pending' OR ($3 = 'succeeded' AND status <> 'succeeded'))
-             ), event AS (
-                INSERT INTO outbox (send_key, user_id, kind, args)
-                SELECT $6::text, $7::bigint, $8::text, $9::jsonb
-                WHERE $6::text IS NOT NULL AND EXISTS (SELECT 1 FROM notification)
-                ON CONFLICT (send_key) DO NOTHING
-             )
-             SELECT count(*) FROM notification",
-            &[
-                &r.gateway.as_str(),
-                &r.transaction_id,
-                &outcome.as_str(),
-                &outcome.reason(),
-                &r.payment_id,
-                &event.as_ref().map(|e| e.0.as_str()),
-                &event.as_ref().map(|e| e.1),
-                &event.as_ref().map(|e| e.2),
-                &event.as_ref().map(|e| &e.3),
-            ],
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
-    if applied == 1 {
-        let subject = format!("payment_notification:{}:{}", r.gateway.as_str(), r.transaction_id);
-        let after = serde_json::json!({
-            "outcome": outcome.as_str(),
-            "reason": outcome.reason(),
-            "payment_id": r.payment_id,
-            "amount_satang": r.amount_satang,
-            "ledger_id": format_payment_id(r.ledger_id),
-        });
-        let actor = crate::audit::system("payments");
-        crate::audit::append(&tx, &actor, "payment.applied", &subject, None, Some(&after))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    tx.commit().await.map_err(|e| e.to_string())
-}
-
-/// The worker's half: applies notifications that were recorded but never marked (a crash
-/// or a ledger outage in between). Returns how many it applied.
-pub async fn reapply_unapplied(state: &AppState) -> Result<usize, String> {
-    let client = state.db.get().await.map_err(|e| e.to_string())?;
-    let cutoff = SystemTime::now() - REAPPLY_AFTER;
-    let rows = client
-        .query(
-            "SELECT gateway, transaction_id, amount_satang, payment_id, ledger_id
-             FROM payment_notifications
-             WHERE applied_at IS NULL AND received_at < $1
-             ORDER BY received_at LIMIT $2",
-            &[&cutoff, &REAPPLY_ROWS_MAX],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    drop(client);
-    let (mut applied, mut failures) = (0, 0);
-    for row in rows {
-        let recorded = Recorded {
-            gateway: GatewayKind::parse(row.get(0)).ok_or("unknown gateway in a row")?,
-            transaction_id: row.get(1),
-            amount_satang: row.get::<_, i64>(2) as u64,
-            payment_id: row.get(3),
-            ledger_id: super::parse_payment_id(row.get(4)).ok_or("bad ledger id in a row")?,
-        };
-        // One row that cannot be applied (its offering gone, say) must not hold up the rest.
-        match apply_and_mark(state, &recorded).await {
-            Ok(outcome) => {
-                (applied, failures) = (applied + 1, 0);
-                tracing::info!(transaction = %recorded.transaction_id, outcome = outcome.as_str(),
-                    "late payment notification applied");
-            }
-            Err(e) => {
-                tracing::warn!(transaction = %recorded.transaction_id, error = %e,
-                    "payment notification still not applied");
-                failures += 1;
-                if failures == REAPPLY_FAILURES_MAX {
-                    // Likely the ledger is down: try again next pass, not row after row.
-                    return Err(format!("{failures} failures in a row, last: {e}"));
-                }
-            }
-        }
-    }
-    Ok(applied)
+) -> Result<i64, allot_store::Error> {
+    let subject = format!("payment_notification:{}:{}", r.gateway.as_str(), r.transaction_id);
+    let after = serde_json::json!({
+        "outcome": outcome.as_str(),
+        "reason": outcome.reason(),
+        "payment_id": r.payment_id,
+        "amount_satang": r.amount_satang,
+        "ledger_id": format_payment_id(r.ledger_id),
+    });
+    let actor = crate::audit::system("payments");
+    crate::audit::append(tx, &actor, "payment.applied", &subject, None, Some(&after)).await
 }

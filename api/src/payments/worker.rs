@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use actix_web::web;
-
-use super::{outbox, senders, webhook};
-use crate::state::AppState;
+use super::{outbox, senders, Payments};
+use crate::config::NotifySettings;
 
 /// How often the task looks for due notifications and unapplied payments when idle.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -15,8 +13,8 @@ const BATCHES_PER_PASS_MAX: usize = 32;
 
 /// Runs forever. With `notify_url = "none"` this process sends nothing (another one drains
 /// the outbox) but still finishes payments.
-pub async fn run(state: web::Data<AppState>) {
-    let sender = match senders::from_settings(&state.settings.notify) {
+pub async fn run(payments: Payments, notify: NotifySettings) {
+    let sender = match senders::from_settings(&notify) {
         Ok(sender) => sender,
         Err(e) => {
             tracing::error!(error = %e, "notifications disabled: bad notify_url");
@@ -26,7 +24,7 @@ pub async fn run(state: web::Data<AppState>) {
     loop {
         if let Some(sender) = &sender {
             for _ in 0..BATCHES_PER_PASS_MAX {
-                match outbox::drain_once(&state, sender.as_ref()).await {
+                match outbox::drain_once(&payments, sender.as_ref()).await {
                     Ok(n) if n as i64 == outbox::BATCH_ROWS_MAX => continue,
                     Ok(_) => break,
                     Err(e) => {
@@ -36,7 +34,7 @@ pub async fn run(state: web::Data<AppState>) {
                 }
             }
         }
-        if let Err(e) = webhook::reapply_unapplied(&state).await {
+        if let Err(e) = payments.reapply_unapplied().await {
             tracing::warn!(error = %e, "re-applying payment notifications failed");
         }
         tokio::time::sleep(POLL_INTERVAL).await;

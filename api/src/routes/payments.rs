@@ -1,16 +1,17 @@
 //! Payments: intents, their QR, gateways' webhooks, the dev sandbox, finance's lists.
 
+use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use time::OffsetDateTime;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::identity::Role;
+use crate::payments::finance::ReceivedPayment;
 use crate::payments::gateway::{Delivery, GatewayKind, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use crate::payments::sandbox::{self, SettleRequest, Settled};
-use crate::payments::webhook::WebhookAnswer;
-use crate::payments::{self as domain, CreatePayment, PaymentIntent};
+use crate::payments::sandbox::SettleRequest;
+use crate::payments::webhook::{Receipt, WebhookAnswer};
+use crate::payments::{CreatePayment, PaymentIntent};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -42,7 +43,7 @@ pub async fn create(
     id: web::Path<String>,
     body: web::Json<CreatePayment>,
 ) -> ApiResult<HttpResponse> {
-    let (intent, created) = domain::create(&state, &who, &id, &body).await?;
+    let (intent, created) = state.payments.create(&who, &id, &body).await?;
     Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(intent))
 }
 
@@ -56,7 +57,7 @@ pub async fn show(
     who: Principal,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(domain::read(&state, &who, &id).await?))
+    Ok(HttpResponse::Ok().json(state.payments.read(&who, &id).await?))
 }
 
 /// The payment's PromptPay QR as SVG. No token: the 120-bit payment id is the capability,
@@ -66,7 +67,7 @@ pub async fn show(
         (status = 404, body = crate::error::ErrorBody)))]
 #[get("/v1/payments/{id}/qr.svg")]
 pub async fn qr_svg(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
-    let svg = domain::qr_svg(&state, &id).await?;
+    let svg = state.payments.qr_svg(&id).await?;
     Ok(HttpResponse::Ok()
         .content_type("image/svg+xml")
         .insert_header(("Cache-Control", "private, max-age=3600"))
@@ -100,8 +101,26 @@ pub async fn webhook(
         signature: header(HEADER_SIGNATURE),
         body: &body,
     };
-    let (status, answer) = crate::payments::webhook::receive(&state, kind, delivery).await?;
-    Ok(HttpResponse::build(status).json(answer))
+    let receipt = state.payments.receive(kind, delivery).await?;
+    Ok(HttpResponse::build(webhook_status(&receipt)).json(receipt.answer))
+}
+
+/// 200 with the outcome; 202 when recorded but not yet applied (still a success to the
+/// bank, so that it does not resend in a loop).
+fn webhook_status(receipt: &Receipt) -> StatusCode {
+    if receipt.applied {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Settled {
+    pub transaction_id: String,
+    /// What the webhook endpoint answered.
+    pub webhook_status: u16,
+    pub webhook: WebhookAnswer,
 }
 
 /// Dev mode only: pays an intent with play money, through the same signed webhook a bank
@@ -125,60 +144,12 @@ pub async fn settle(
             ApiError::new(ErrorCode::MalformedJson).with_arg("reason", e.to_string())
         })?
     };
-    Ok(HttpResponse::Ok().json(sandbox::settle(&state, &id, req).await?))
-}
-
-/// Money received through a gateway, as finance sees it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ReceivedPayment {
-    pub gateway: String,
-    pub transaction_id: String,
-    pub reference: String,
-    pub amount_satang: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub paid_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub received_at: OffsetDateTime,
-    pub payment_id: Option<String>,
-    pub reservation_id: Option<String>,
-    pub user_id: Option<i64>,
-    /// Why the money is due back (refunds only).
-    pub reason: Option<String>,
-}
-
-/// Rows a finance list returns: the newest first.
-const FINANCE_ROWS_MAX: i64 = 1_000;
-
-async fn received(state: &AppState, outcome: &str) -> ApiResult<Vec<ReceivedPayment>> {
-    let client = state.db.get().await?;
-    let rows = client
-        .query(
-            "SELECT n.gateway, n.transaction_id, n.reference, n.amount_satang, n.paid_at,
-                    n.received_at, n.payment_id, i.reservation_id, i.user_id, n.reason
-             FROM payment_notifications n
-             LEFT JOIN payment_intents i ON i.payment_id = n.payment_id
-             WHERE n.outcome = $1
-             ORDER BY n.received_at DESC LIMIT $2",
-            &[&outcome, &FINANCE_ROWS_MAX],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| ReceivedPayment {
-            gateway: r.get(0),
-            transaction_id: r.get(1),
-            reference: r.get(2),
-            amount_satang: r.get::<_, i64>(3) as u64,
-            paid_at: r.get::<_, std::time::SystemTime>(4).into(),
-            received_at: r.get::<_, std::time::SystemTime>(5).into(),
-            payment_id: r.get(6),
-            reservation_id: r.get(7),
-            user_id: r.get(8),
-            reason: r.get(9),
-        })
-        .collect())
+    let settlement = state.payments.settle_in_sandbox(&id, req).await?;
+    Ok(HttpResponse::Ok().json(Settled {
+        transaction_id: settlement.transaction_id,
+        webhook_status: webhook_status(&settlement.receipt).as_u16(),
+        webhook: settlement.receipt.answer,
+    }))
 }
 
 /// Money booked to refunds payable: late, wrong-amount and second payments (finance, admin).
@@ -188,7 +159,7 @@ async fn received(state: &AppState, outcome: &str) -> ApiResult<Vec<ReceivedPaym
 #[get("/v1/finance/refunds")]
 pub async fn refunds(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     who.require(&[Role::Finance, Role::Admin])?;
-    Ok(HttpResponse::Ok().json(received(&state, "refund_due").await?))
+    Ok(HttpResponse::Ok().json(state.payments.refunds_due().await?))
 }
 
 /// Money whose reference matches no payment (finance, admin).
@@ -198,5 +169,5 @@ pub async fn refunds(state: web::Data<AppState>, who: Principal) -> ApiResult<Ht
 #[get("/v1/finance/unmatched")]
 pub async fn unmatched(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     who.require(&[Role::Finance, Role::Admin])?;
-    Ok(HttpResponse::Ok().json(received(&state, "unmatched").await?))
+    Ok(HttpResponse::Ok().json(state.payments.unmatched().await?))
 }

@@ -171,7 +171,7 @@ async fn run(args: &Args, tb_addresses: &str) -> Result<Vec<Metric>, String> {
                         .expect("after 1970")
                         .as_secs()
                         .to_string();
-                    let signature = state.gateways.bank.sign(&ts, &body);
+                    let signature = state.payments.gateways().bank.sign(&ts, &body);
                     let sent = Instant::now();
                     let res = client
                         .post(format!("{base}/v1/payments/webhooks/bank"))

@@ -1,0 +1,134 @@
+//! The outbox of notifications to people (`outbox`, migration V2): an event is enqueued in
+//! the transaction of the change it announces, and a worker claims due rows with
+//! `FOR UPDATE SKIP LOCKED`, sends them, and marks them in that same transaction. What a
+//! kind means and how a message reads belong to the API; this module only stores rows.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::status::OutboxStatus;
+use crate::{Error, GenericClient};
+
+/// An event to enqueue.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEvent<'a> {
+    /// Unique per event, ever: a second event with the same key is not added.
+    pub send_key: &'a str,
+    pub user_id: i64,
+    pub kind: &'a str,
+    pub args: &'a Value,
+    /// Not sent before this.
+    pub due_at: SystemTime,
+}
+
+/// Adds one event; returns 0 when an event with its key exists (that one is left alone).
+pub async fn enqueue(client: &impl GenericClient, e: &NewEvent<'_>) -> Result<u64, Error> {
+    client
+        .execute(
+            "INSERT INTO outbox (send_key, user_id, kind, args, due_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (send_key) DO NOTHING",
+            &[&e.send_key, &e.user_id, &e.kind, &e.args, &e.due_at],
+        )
+        .await
+}
+
+/// A due row, claimed for the rest of the caller's transaction, with what its recipient
+/// told us about themselves.
+#[derive(Clone, Debug)]
+pub struct ClaimedRow {
+    pub id: i64,
+    pub send_key: String,
+    pub user_id: i64,
+    pub kind: String,
+    pub args: Value,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    pub email: Option<String>,
+    pub locale: Option<String>,
+}
+
+/// Claims up to `rows_max` pending rows that are due, oldest first. Rows another
+/// transaction holds are skipped, so concurrent workers never take the same row; the claim
+/// lasts until `client`'s transaction ends (call it with a transaction).
+pub async fn claim_due(
+    client: &impl GenericClient,
+    rows_max: i64,
+) -> Result<Vec<ClaimedRow>, Error> {
+    let rows = client
+        .query(
+            "SELECT o.id, o.send_key, o.user_id, o.kind, o.args, o.attempts, u.email, u.locale
+             FROM outbox o LEFT JOIN users u ON u.user_id = o.user_id
+             WHERE o.status = 'pending' AND o.due_at <= now()
+             ORDER BY o.due_at
+             LIMIT $1
+             FOR UPDATE OF o SKIP LOCKED",
+            &[&rows_max],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| ClaimedRow {
+            id: row.get(0),
+            send_key: row.get(1),
+            user_id: row.get(2),
+            kind: row.get(3),
+            args: row.get(4),
+            attempts: row.get(5),
+            email: row.get(6),
+            locale: row.get(7),
+        })
+        .collect())
+}
+
+/// A row is done with: `Sent` or `Skipped` (no longer true when it came due).
+pub async fn mark_done(
+    client: &impl GenericClient,
+    id: i64,
+    status: OutboxStatus,
+    attempts: i32,
+) -> Result<(), Error> {
+    assert!(matches!(status, OutboxStatus::Sent | OutboxStatus::Skipped), "{status} is not done");
+    client
+        .execute(
+            "UPDATE outbox SET status = $2, attempts = $3, sent_at = now() WHERE id = $1",
+            &[&id, &status, &attempts],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A failed attempt to be tried again `backoff_seconds` from now.
+pub async fn mark_retry(
+    client: &impl GenericClient,
+    id: i64,
+    attempts: i32,
+    error: &str,
+    backoff_seconds: f64,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE outbox SET attempts = $2, last_error = $3,
+                 due_at = now() + make_interval(secs => $4)
+             WHERE id = $1",
+            &[&id, &attempts, &error, &backoff_seconds],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A row that will never be sent: it stays `failed` for an operator.
+pub async fn mark_failed(
+    client: &impl GenericClient,
+    id: i64,
+    attempts: i32,
+    error: &str,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE outbox SET status = 'failed', attempts = $2, last_error = $3 WHERE id = $1",
+            &[&id, &attempts, &error],
+        )
+        .await?;
+    Ok(())
+}
