@@ -85,12 +85,20 @@ impl Application {
             settings.dev_mode,
             ledger_timeout,
         );
+        let exports = crate::exports::Exports::new(
+            ledger.clone(),
+            catalog.clone(),
+            settings.ledger.cluster.into(),
+            crate::secrets::Source::new(&settings)?,
+            settings.exports.signing_key.clone(),
+        );
         let state = web::Data::new(AppState {
             tokens,
             identity,
             fairness,
             reservations,
             payments,
+            exports,
             ledger,
             db,
             catalog,

@@ -27,6 +27,8 @@ pub struct AppState {
     pub fairness: crate::fairness::Fairness,
     /// The reservation hot path: ledger, catalog and the fairness gate, no Postgres.
     pub reservations: crate::reservations::Reservations,
+    /// Signed ledger exports for regulators.
+    pub exports: crate::exports::Exports,
 }
 
 impl AppState {
