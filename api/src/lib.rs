@@ -8,7 +8,9 @@
 //!   and ledger deadline it shares with the fairness paths that place holds.
 //! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable.
 //! - [`payments`]: payment intents, PromptPay QR, signed bank webhooks that confirm holds in
-//!   the ledger, and the notification outbox.
+//!   the ledger.
+//! - [`notify`]: notifications to people through a Postgres outbox (payments and the
+//!   waitlist enqueue; the payments worker drains), and their senders.
 //! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
 //! - [`fairness`]: the waiting room, book-building allocation with published draws,
 //!   proof-of-work and rate limits.
@@ -35,6 +37,7 @@ pub mod holds;
 pub mod i18n;
 pub mod identity;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod payments;
 pub mod projector;

@@ -85,6 +85,12 @@ impl Application {
             settings.dev_mode,
             ledger_timeout,
         );
+        let notify = crate::notify::Notifier::new(
+            db.clone(),
+            ledger.clone(),
+            catalog.clone(),
+            ledger_timeout,
+        );
         let exports = crate::exports::Exports::new(
             ledger.clone(),
             catalog.clone(),
@@ -98,6 +104,7 @@ impl Application {
             fairness,
             reservations,
             payments,
+            notify,
             exports,
             ledger,
             db,
@@ -154,8 +161,11 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
             }
         })
     };
-    let payments =
-        crate::payments::worker::run(state.payments.clone(), state.settings.notify.clone());
+    let payments = crate::payments::worker::run(
+        state.payments.clone(),
+        state.notify.clone(),
+        state.settings.notify.clone(),
+    );
     let payments = tokio::spawn(payments);
     let mut tasks = vec![projector, refresher, payments];
     tasks.extend(state.fairness.spawn());
