@@ -2,7 +2,8 @@
 //!
 //! - [`startup`]: builds the application (config, pools, ledger, background tasks) and
 //!   serves it with graceful shutdown.
-//! - [`routes`]: one module per resource; handlers stay thin over the modules below.
+//! - [`routes`]: one module per resource; handlers stay thin over the modules below. The
+//!   OpenAPI document of every endpoint is there too (`routes::openapi`).
 //! - [`catalog`]: offerings, cached in memory for the hot path.
 //! - [`reservations`]: the reservation hot path (TigerBeetle only); [`holds`]: the hold ids
 //!   and ledger deadline it shares with the fairness paths that place holds.
@@ -38,7 +39,6 @@ pub mod i18n;
 pub mod identity;
 pub mod metrics;
 pub mod notify;
-pub mod openapi;
 pub mod payments;
 pub mod projector;
 pub mod reports;
