@@ -1,21 +1,27 @@
 //! Signed ledger exports for regulators, streamed over HTTP in the format of
-//! `allot_reconcile::format` (the one-file bundle: each JSON Lines file in turn, then the
+//! `allot_export::format` (the one-file bundle: each JSON Lines file in turn, then the
 //! signed manifest), so `reconcile export verify FILE` checks a download exactly like a
 //! directory written by the CLI.
+//!
+//! The [`Exports`] service holds the ledger, the catalog, the cluster id and where the
+//! signing key comes from; `routes::exports` checks the caller and the window, records the
+//! download in the audit trail, and streams what [`Exports::stream`] yields.
 
 use std::io;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use actix_web::web::Bytes;
-use allot_ledger::ids;
-use allot_reconcile::export::{self, BundleSink, Emit, ExportRequest};
-use allot_reconcile::keys::SigningKey;
-use allot_secrets::ExposeSecret;
+use allot_export::export::{self, BundleSink, Emit, ExportRequest};
+use allot_export::format::Section;
+use allot_export::keys::SigningKey;
+use allot_ledger::{ids, Ledger};
+use allot_secrets::{ExposeSecret, Secret};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::config::Settings;
+use crate::catalog::Catalog;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::secrets::Source;
 
 /// Pages in flight between the ledger reader and a slow client: a full channel pauses the
 /// reader, so a download never holds more than this many pages (each at most
@@ -33,28 +39,90 @@ pub fn slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
     RUNNING.try_acquire().ok()
 }
 
-/// The signing key: configured, or in dev mode the one generated into the data directory.
-pub fn signing_key(settings: &Settings) -> Result<SigningKey, ApiError> {
-    let source = crate::secrets::Source::new(settings).map_err(ApiError::internal)?;
-    match source.get(&settings.exports.signing_key, |d| &d.export_signing_key) {
-        Some(hex) => {
-            allot_reconcile::keys::from_hex(hex.expose_secret()).map_err(ApiError::internal)
-        }
-        None => Err(ApiError::unavailable(
-            "no export signing key configured (ALLOT_EXPORT_SIGNING_KEY)",
-        )),
-    }
+/// The exports service: exactly the handles an export works with. Built once at start;
+/// cheap to clone (Arcs).
+#[derive(Clone, Debug)]
+pub struct Exports {
+    /// Read page by page; an export never writes to it.
+    ledger: Arc<Ledger>,
+    /// The offerings served, whose ledgers an export covers.
+    catalog: Arc<Catalog>,
+    /// The TigerBeetle cluster id, written into every manifest.
+    cluster: u128,
+    /// Where the signing key comes from: configuration, else (dev mode) the dev store.
+    keys: Arc<SigningKeySource>,
 }
 
-/// Every ledger of the offerings this instance serves: money first, then each offering's
-/// inventory and quota ledgers.
-pub fn ledgers(state: &AppState) -> Vec<u32> {
-    let mut ledgers = vec![ids::LEDGER_THB];
-    for offering in state.catalog.all() {
-        ledgers.push(ids::ledger_inventory(offering.spec.number));
-        ledgers.push(ids::ledger_quota(offering.spec.number));
+/// The configured signing key and the store to fall back on; the key is resolved at each
+/// export, so a bad key fails that export (a 500) rather than the whole server's start.
+#[derive(Debug)]
+struct SigningKeySource {
+    source: Source,
+    configured: Secret,
+}
+
+impl Exports {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        catalog: Arc<Catalog>,
+        cluster: u128,
+        source: Source,
+        configured: Secret,
+    ) -> Exports {
+        let keys = Arc::new(SigningKeySource { source, configured });
+        Exports { ledger, catalog, cluster, keys }
     }
-    ledgers
+
+    /// The signing key: configured, or in dev mode the one generated into the data
+    /// directory.
+    pub fn signing_key(&self) -> Result<SigningKey, ApiError> {
+        match self.keys.source.get(&self.keys.configured, |d| &d.export_signing_key) {
+            Some(hex) => {
+                allot_export::keys::from_hex(hex.expose_secret()).map_err(ApiError::internal)
+            }
+            None => Err(ApiError::unavailable(
+                "no export signing key configured (ALLOT_EXPORT_SIGNING_KEY)",
+            )),
+        }
+    }
+
+    /// Every ledger of the offerings this instance serves: money first, then each
+    /// offering's inventory and quota ledgers.
+    pub fn ledgers(&self) -> Vec<u32> {
+        let mut ledgers = vec![ids::LEDGER_THB];
+        for offering in self.catalog.all() {
+            ledgers.push(ids::ledger_inventory(offering.spec.number));
+            ledgers.push(ids::ledger_quota(offering.spec.number));
+        }
+        ledgers
+    }
+
+    /// Starts an export on a task of its own and returns the stream of its bytes. A
+    /// failure midway ends the stream with an error, so the download lacks its manifest
+    /// and fails verification rather than passing as complete.
+    pub fn stream(
+        &self,
+        from: Option<SystemTime>,
+        to: SystemTime,
+        key: SigningKey,
+        slot: tokio::sync::SemaphorePermit<'static>,
+    ) -> impl futures::Stream<Item = Result<Bytes, io::Error>> {
+        let (tx, rx) = mpsc::channel(PAGES_BUFFERED_MAX);
+        let request = ExportRequest { cluster: self.cluster, ledgers: self.ledgers(), from, to };
+        let ledger = self.ledger.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let errors = tx.clone();
+            let mut sink = BundleSink::new(Channel(tx));
+            let mut progress = |_: Section, _: u64| {};
+            let result = export::export(&ledger, &request, &mut sink, &key, &mut progress).await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "ledger export stopped");
+                let _ = errors.send(Err(io::Error::other(e.to_string()))).await;
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+    }
 }
 
 struct Channel(mpsc::Sender<Result<Bytes, io::Error>>);
@@ -66,36 +134,4 @@ impl Emit for Channel {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
     }
-}
-
-/// Starts an export on a task of its own and returns the stream of its bytes. A failure
-/// midway ends the stream with an error, so the download lacks its manifest and fails
-/// verification rather than passing as complete.
-pub fn stream(
-    state: &AppState,
-    from: Option<SystemTime>,
-    to: SystemTime,
-    key: SigningKey,
-    slot: tokio::sync::SemaphorePermit<'static>,
-) -> impl futures::Stream<Item = Result<Bytes, io::Error>> {
-    let (tx, rx) = mpsc::channel(PAGES_BUFFERED_MAX);
-    let request = ExportRequest {
-        cluster: state.settings.ledger.cluster.into(),
-        ledgers: ledgers(state),
-        from,
-        to,
-    };
-    let ledger = state.ledger.clone();
-    tokio::spawn(async move {
-        let _slot = slot;
-        let errors = tx.clone();
-        let mut sink = BundleSink::new(Channel(tx));
-        let mut progress = |_: allot_reconcile::format::Section, _: u64| {};
-        let result = export::export(&ledger, &request, &mut sink, &key, &mut progress).await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "ledger export stopped");
-            let _ = errors.send(Err(io::Error::other(e.to_string()))).await;
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }

@@ -2,13 +2,16 @@
 //!
 //! - [`startup`]: builds the application (config, pools, ledger, background tasks) and
 //!   serves it with graceful shutdown.
-//! - [`routes`]: one module per resource; handlers stay thin over the modules below.
+//! - [`routes`]: one module per resource; handlers stay thin over the modules below. The
+//!   OpenAPI document of every endpoint is there too (`routes::openapi`).
 //! - [`catalog`]: offerings, cached in memory for the hot path.
 //! - [`reservations`]: the reservation hot path (TigerBeetle only); [`holds`]: the hold ids
 //!   and ledger deadline it shares with the fairness paths that place holds.
 //! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable.
 //! - [`payments`]: payment intents, PromptPay QR, signed bank webhooks that confirm holds in
-//!   the ledger, and the notification outbox.
+//!   the ledger.
+//! - [`notify`]: notifications to people through a Postgres outbox (payments and the
+//!   waitlist enqueue; the payments worker drains), and their senders.
 //! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
 //! - [`fairness`]: the waiting room, book-building allocation with published draws,
 //!   proof-of-work and rate limits.
@@ -35,7 +38,7 @@ pub mod holds;
 pub mod i18n;
 pub mod identity;
 pub mod metrics;
-pub mod openapi;
+pub mod notify;
 pub mod payments;
 pub mod projector;
 pub mod reports;

@@ -85,12 +85,27 @@ impl Application {
             settings.dev_mode,
             ledger_timeout,
         );
+        let notify = crate::notify::Notifier::new(
+            db.clone(),
+            ledger.clone(),
+            catalog.clone(),
+            ledger_timeout,
+        );
+        let exports = crate::exports::Exports::new(
+            ledger.clone(),
+            catalog.clone(),
+            settings.ledger.cluster.into(),
+            crate::secrets::Source::new(&settings)?,
+            settings.exports.signing_key.clone(),
+        );
         let state = web::Data::new(AppState {
             tokens,
             identity,
             fairness,
             reservations,
             payments,
+            notify,
+            exports,
             ledger,
             db,
             catalog,
@@ -146,8 +161,11 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
             }
         })
     };
-    let payments =
-        crate::payments::worker::run(state.payments.clone(), state.settings.notify.clone());
+    let payments = crate::payments::worker::run(
+        state.payments.clone(),
+        state.notify.clone(),
+        state.settings.notify.clone(),
+    );
     let payments = tokio::spawn(payments);
     let mut tasks = vec![projector, refresher, payments];
     tasks.extend(state.fairness.spawn());

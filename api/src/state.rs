@@ -21,12 +21,16 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     /// Users, sessions, second factors.
     pub identity: crate::identity::Identity,
-    /// Payment intents, gateways' webhooks, the notification outbox and finance's lists.
+    /// Payment intents, gateways' webhooks and finance's lists.
     pub payments: crate::payments::Payments,
     /// Waiting rooms, book-building, the waitlist, proof-of-work, rate limits.
     pub fairness: crate::fairness::Fairness,
     /// The reservation hot path: ledger, catalog and the fairness gate, no Postgres.
     pub reservations: crate::reservations::Reservations,
+    /// The notification outbox: what is due, checked against the ledger, rendered, sent.
+    pub notify: crate::notify::Notifier,
+    /// Signed ledger exports for regulators.
+    pub exports: crate::exports::Exports,
 }
 
 impl AppState {

@@ -275,10 +275,7 @@ fn bar(message: &'static str) -> ProgressBar {
     bar
 }
 
-fn signing_key(
-    conn: &Connection,
-    file: Option<&PathBuf>,
-) -> Result<ed25519_dalek::SigningKey, String> {
+fn signing_key(conn: &Connection, file: Option<&PathBuf>) -> Result<keys::SigningKey, String> {
     if let Some(file) = file {
         return keys::from_file(file);
     }

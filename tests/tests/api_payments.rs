@@ -12,9 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use allot_api::identity::Role;
+use allot_api::notify::outbox;
+use allot_api::notify::senders::{Message, SendError, Sender, WebhookSender};
 use allot_api::payments::promptpay::BillPayment;
-use allot_api::payments::senders::{Message, SendError, Sender, WebhookSender};
-use allot_api::payments::{outbox, webhook};
+use allot_api::payments::webhook;
 use allot_api::startup::Application;
 use allot_ledger::MoneyBalance;
 use allot_tests::app::{fresh_database, settings, tickets, TestApp};
@@ -620,7 +621,7 @@ async fn a_notification_survives_a_worker_crash_and_keeps_its_key() {
     let crashing = {
         let state = app.state.clone();
         let sender = DiesAfterSending(WebhookSender::new(&url).unwrap());
-        tokio::spawn(async move { outbox::drain_once(&state.payments, &sender).await })
+        tokio::spawn(async move { outbox::drain_once(&state.notify, &sender).await })
     };
     app.eventually(Duration::from_secs(10), || {
         let receiver = &receiver;
@@ -645,8 +646,8 @@ async fn a_notification_survives_a_worker_crash_and_keeps_its_key() {
 
     // The next worker sends them again, with the same keys, and marks them sent.
     let sender = WebhookSender::new(&url).unwrap();
-    assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 3);
-    assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 0, "nothing left");
+    assert_eq!(outbox::drain_once(&app.state.notify, &sender).await.unwrap(), 3);
+    assert_eq!(outbox::drain_once(&app.state.notify, &sender).await.unwrap(), 0, "nothing left");
     assert_eq!(pending().await, 0);
     let got = receiver.deliveries_by_key();
     let mut seen: Vec<&String> = got.keys().collect();
@@ -718,15 +719,15 @@ async fn a_receiver_that_is_down_gets_the_message_later_with_backoff() {
     let sender = WebhookSender::new(&url).unwrap();
     let db = app.db().await;
     for attempt in 1..=2 {
-        assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 1);
+        assert_eq!(outbox::drain_once(&app.state.notify, &sender).await.unwrap(), 1);
         let (status, attempts, later, error) = outbox_row(&db, &key).await;
         assert_eq!((status.as_str(), attempts, later), ("pending", attempt, true));
         assert!(error.unwrap().contains("503"));
         // Not due again before its backoff has passed.
-        assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 0);
+        assert_eq!(outbox::drain_once(&app.state.notify, &sender).await.unwrap(), 0);
         db.execute("UPDATE outbox SET due_at = now() WHERE send_key = $1", &[&key]).await.unwrap();
     }
-    assert_eq!(outbox::drain_once(&app.state.payments, &sender).await.unwrap(), 1);
+    assert_eq!(outbox::drain_once(&app.state.notify, &sender).await.unwrap(), 1);
     assert_eq!(outbox_row(&db, &key).await.0, "sent");
     assert_eq!(receiver.deliveries_by_key()[&key], 1);
 }
@@ -775,7 +776,7 @@ async fn smtp_server() -> (u16, tokio::sync::oneshot::Receiver<String>) {
 
 #[tokio::test]
 async fn email_carries_the_send_key_as_its_message_id() {
-    use allot_api::payments::senders::SmtpSender;
+    use allot_api::notify::senders::SmtpSender;
     let (port, data) = smtp_server().await;
     let sender = SmtpSender::new("127.0.0.1", port, "allot <no-reply@allot.invalid>").unwrap();
     let mut message = Message {

@@ -24,7 +24,7 @@ use crate::catalog::config::Allocation;
 use crate::catalog::{Catalog, Offering};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::holds::{self, ledger_timeout};
-use crate::payments::outbox::{self, Kind};
+use crate::notify::outbox::{self, Kind};
 
 /// How often freed units are looked for.
 pub const OFFER_INTERVAL: Duration = Duration::from_secs(1);

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::gateway::GatewayKind;
-use super::outbox::{self, Event, Kind};
 use super::promptpay::{self, BillPayment};
 use super::{format_payment_id, new_payment_id, parse_payment_id, reference_for, Payments};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::notify::outbox::{self, Event, Kind};
 use crate::reservations::{self, Reservation};
 
 /// Reminders before a payment deadline, in hours; each only when the hold is long enough.

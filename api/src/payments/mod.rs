@@ -9,13 +9,13 @@
 //!   ledger (confirm, or book a refund), then marked applied.
 //! - [`sandbox`]: play money for development, delivered through the webhook's own path.
 //! - [`finance`]: money that confirmed nothing, listed for finance.
-//! - [`outbox`] and [`senders`]: notifications to people, through a Postgres outbox.
-//! - [`worker`]: the background task that drains the outbox and finishes any notification
-//!   that was recorded but not applied.
+//! - [`worker`]: the background task that drains the notification outbox
+//!   ([`crate::notify`], where intents and webhooks enqueue their notices) and finishes any
+//!   notification that was recorded but not applied.
 //!
 //! HTTP stays in `routes::payments`: it reads headers and bodies, calls [`Payments`] with
 //! plain values, and picks the status codes. Every statement is in `allot_store::payments`
-//! and `allot_store::outbox`.
+//! (and the outbox's in `allot_store::outbox`, behind `notify`).
 //!
 //! Invariants:
 //! - Only a gateway's authenticated notification moves money; the client never says "paid".
@@ -28,10 +28,8 @@
 pub mod finance;
 pub mod gateway;
 pub mod intent;
-pub mod outbox;
 pub mod promptpay;
 pub mod sandbox;
-pub mod senders;
 pub mod webhook;
 pub mod worker;
 
@@ -53,7 +51,7 @@ pub use intent::{CreatePayment, Method, PaymentIntent, PromptPay};
 /// cheap to clone (Arcs and the pool), so the worker takes its own copy.
 #[derive(Clone, Debug)]
 pub struct Payments {
-    /// Intents, notifications and the outbox.
+    /// Intents, notifications and the outbox events they enqueue.
     db: Pool,
     /// Confirms holds, books refunds, and says whether a reminder is still true.
     ledger: Arc<Ledger>,

@@ -25,10 +25,10 @@ use time::OffsetDateTime;
 
 use super::gateway::{Delivery, Gateway, GatewayKind, Notification};
 use super::intent::StoredIntent;
-use super::outbox::Kind;
 use super::{format_payment_id, ledger_payment_id, normalize_reference, Payments};
 use crate::catalog::Offering;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::notify::outbox::Kind;
 
 /// A recorded notification still unapplied after this long is finished by the worker.
 pub const REAPPLY_AFTER: Duration = Duration::from_secs(5);

@@ -63,7 +63,7 @@ pub async fn ledger(
     if from.is_some_and(|from| from >= to) {
         return Err(ApiError::validation("to", "must be after from"));
     }
-    let key = crate::exports::signing_key(&state.settings)?;
+    let key = state.exports.signing_key()?;
     let slot = crate::exports::slot().ok_or_else(|| {
         ApiError::new(ErrorCode::RateLimited).with_arg("retry_after", RETRY_AFTER_SECONDS)
     })?;
@@ -74,5 +74,5 @@ pub async fn ledger(
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
         .insert_header(("Content-Disposition", "attachment; filename=\"ledger-export.jsonl\""))
-        .streaming(crate::exports::stream(&state, from, to, key, slot)))
+        .streaming(state.exports.stream(from, to, key, slot)))
 }

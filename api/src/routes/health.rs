@@ -54,5 +54,5 @@ pub async fn metrics() -> HttpResponse {
 
 #[get("/openapi.json")]
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::document())
+    HttpResponse::Ok().json(super::openapi::document())
 }

@@ -3,7 +3,8 @@
 //!
 //! Besides the resources: [`extract`] (the caller from its bearer token), [`respond`] (an
 //! `ApiError` as a JSON response; bad JSON, query and path as errors), [`middleware`]
-//! (messages in the client's language, request metrics). Architecture invariant: this
+//! (messages in the client's language, request metrics), [`openapi`] (the document of every
+//! endpoint, served at `/openapi.json`). Architecture invariant: this
 //! folder, `startup` and `main` are the only code that knows actix.
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod health;
 pub mod identity;
 pub mod middleware;
 pub mod offerings;
+pub mod openapi;
 pub mod payments;
 pub mod queue;
 pub mod reports;

@@ -3,10 +3,10 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::identity;
-use crate::routes::{admin, health, offerings, payments, reservations};
-use crate::routes::{allocation, challenge, queue, waitlist};
-use crate::routes::{exports, reports};
+use super::identity;
+use super::{admin, health, offerings, payments, reservations};
+use super::{allocation, challenge, queue, waitlist};
+use super::{exports, reports};
 
 #[derive(Debug, OpenApi)]
 #[openapi(

@@ -25,7 +25,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::senders::{Message, SendError, Sender};
-use super::Payments;
+use super::Notifier;
 use crate::catalog::Catalog;
 
 /// Rows claimed per transaction: bounds how long claims are held and how much one crash
@@ -144,14 +144,14 @@ struct Claimed {
 
 /// Claims up to [`BATCH_ROWS_MAX`] due rows, sends them, records what happened, commits.
 /// Returns how many rows it claimed (a full batch means: call again).
-pub async fn drain_once(payments: &Payments, sender: &dyn Sender) -> Result<usize, String> {
-    let mut client = payments.db.get().await.map_err(|e| e.to_string())?;
+pub async fn drain_once(notifier: &Notifier, sender: &dyn Sender) -> Result<usize, String> {
+    let mut client = notifier.db.get().await.map_err(|e| e.to_string())?;
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
     let rows = store::claim_due(&tx, BATCH_ROWS_MAX).await.map_err(|e| e.to_string())?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
         let (id, attempts) = (row.id, row.attempts);
-        let (message, fate) = match prepare(payments, row).await {
+        let (message, fate) = match prepare(notifier, row).await {
             Ok(Some(message)) => (Some(message), None),
             Ok(None) => (None, Some(Fate::Skipped)),
             Err(fate) => (None, Some(fate)),
@@ -222,15 +222,15 @@ fn truncate(text: &str) -> String {
 
 /// The message for a claimed row, `Ok(None)` when it is no longer true, or the fate of a
 /// row that cannot be prepared now.
-async fn prepare(payments: &Payments, row: ClaimedRow) -> Result<Option<Message>, Fate> {
+async fn prepare(notifier: &Notifier, row: ClaimedRow) -> Result<Option<Message>, Fate> {
     let kind =
         Kind::parse(&row.kind).ok_or_else(|| Fate::Failed(format!("unknown kind {}", row.kind)))?;
     if let Some(required) = kind.requires() {
         let hold = row.args["reservation_id"]
             .as_str()
-            .and_then(crate::reservations::parse_id)
+            .and_then(crate::holds::parse_id)
             .ok_or_else(|| Fate::Failed("no reservation id".into()))?;
-        let info = tokio::time::timeout(payments.ledger_timeout, payments.ledger.hold_info(hold))
+        let info = tokio::time::timeout(notifier.ledger_timeout, notifier.ledger.hold_info(hold))
             .await
             .map_err(|_| Fate::Retry("ledger timeout".into()))?
             .map_err(|e| Fate::Retry(e.to_string()))?;
@@ -243,7 +243,7 @@ async fn prepare(payments: &Payments, row: ClaimedRow) -> Result<Option<Message>
         .as_deref()
         .and_then(|l| crate::i18n::SUPPORTED.into_iter().find(|s| *s == l))
         .unwrap_or("th");
-    let (subject, body) = render(&payments.catalog, kind, lang, &row.args);
+    let (subject, body) = render(&notifier.catalog, kind, lang, &row.args);
     Ok(Some(Message {
         send_key: row.send_key,
         user_id: row.user_id,
