@@ -85,12 +85,19 @@ impl Application {
             settings.dev_mode,
             ledger_timeout,
         );
+        let reports = crate::reports::Reports::new(
+            ledger.clone(),
+            db.clone(),
+            ledger_timeout,
+            &secrets.token_secret,
+        );
         let state = web::Data::new(AppState {
             tokens,
             identity,
             fairness,
             reservations,
             payments,
+            reports,
             ledger,
             db,
             catalog,

@@ -27,6 +27,8 @@ pub struct AppState {
     pub fairness: crate::fairness::Fairness,
     /// The reservation hot path: ledger, catalog and the fairness gate, no Postgres.
     pub reservations: crate::reservations::Reservations,
+    /// Officials' live figures and the view tokens of their dashboard.
+    pub reports: crate::reports::Reports,
 }
 
 impl AppState {
