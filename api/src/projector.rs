@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use allot_ledger::{ids, HoldEvent, Ledger, PlacedHold, PAGE_EVENTS_MAX};
-use deadpool_postgres::Pool;
+use allot_store::projection::{self, NewHolds};
+use allot_store::status::ReservationStatus;
+use allot_store::Pool;
 
 use crate::catalog::{Catalog, Offering};
 use crate::reservations::{format_id, EXPIRY_GRACE};
@@ -59,11 +61,7 @@ pub async fn project_offering(
 
 async fn load_checkpoint(db: &Pool, ledger: i64) -> Result<i64, String> {
     let client = db.get().await.map_err(|e| e.to_string())?;
-    let row = client
-        .query_opt("SELECT last_timestamp FROM projector_checkpoints WHERE ledger = $1", &[&ledger])
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(row.map_or(0, |r| r.get(0)))
+    projection::checkpoint(&client, ledger).await.map_err(|e| e.to_string())
 }
 
 fn nanos(t: SystemTime) -> i64 {
@@ -78,80 +76,39 @@ async fn write_page(
     ledger: i64,
     last_timestamp: i64,
 ) -> Result<(), String> {
-    let mut held = HeldColumns::default();
+    let mut held = NewHolds::default();
     let (mut confirmed, mut cancelled) = (Vec::new(), Vec::new());
     for event in page {
         match event {
-            HoldEvent::Placed(hold) => held.push(hold),
+            HoldEvent::Placed(hold) => push_held(&mut held, hold),
             HoldEvent::Confirmed { id, .. } => confirmed.push(format_id(*id)),
             HoldEvent::Cancelled { id, .. } => cancelled.push(format_id(*id)),
         }
     }
     let mut client = db.get().await.map_err(|e| e.to_string())?;
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
-    tx.execute(
-        "INSERT INTO reservations
-            (reservation_id, offering_id, zone, user_id, quantity, status, created_at, expires_at, ledger_timestamp)
-         SELECT id, $2, zone, user_id, quantity, 'held', created_at, expires_at, ts
-         FROM UNNEST($1::text[], $3::int[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::timestamptz[], $8::bigint[])
-              AS t(id, zone, user_id, quantity, created_at, expires_at, ts)
-         ON CONFLICT (reservation_id) DO NOTHING",
-        &[
-            &held.ids,
-            &offering.id(),
-            &held.zones,
-            &held.users,
-            &held.quantities,
-            &held.created,
-            &held.expires,
-            &held.timestamps,
-        ],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    for (status, ids) in [("confirmed", &confirmed), ("cancelled", &cancelled)] {
+    projection::insert_held(&tx, offering.id(), &held).await.map_err(|e| e.to_string())?;
+    let resolved =
+        [(ReservationStatus::Confirmed, &confirmed), (ReservationStatus::Cancelled, &cancelled)];
+    for (status, ids) in resolved {
         if !ids.is_empty() {
-            tx.execute(
-                "UPDATE reservations SET status = $2, updated_at = now() WHERE reservation_id = ANY($1)",
-                &[ids, &status],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            projection::set_status(&tx, ids, status).await.map_err(|e| e.to_string())?;
         }
     }
-    tx.execute(
-        "INSERT INTO projector_checkpoints (ledger, last_timestamp) VALUES ($1, $2)
-         ON CONFLICT (ledger) DO UPDATE SET last_timestamp = EXCLUDED.last_timestamp",
-        &[&ledger, &last_timestamp],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    projection::save_checkpoint(&tx, ledger, last_timestamp).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     metrics::counter!("allot_projected_events_total").increment(page.len() as u64);
     Ok(())
 }
 
-#[derive(Default)]
-struct HeldColumns {
-    ids: Vec<String>,
-    zones: Vec<i32>,
-    users: Vec<i64>,
-    quantities: Vec<i64>,
-    created: Vec<SystemTime>,
-    expires: Vec<SystemTime>,
-    timestamps: Vec<i64>,
-}
-
-impl HeldColumns {
-    fn push(&mut self, hold: &PlacedHold) {
-        self.ids.push(format_id(hold.id));
-        self.zones.push(hold.zone.into());
-        self.users.push(hold.person as i64);
-        self.quantities.push(i64::try_from(hold.quantity).expect("bounded by supply"));
-        self.created.push(hold.created_at);
-        self.expires.push(hold.expires_at);
-        self.timestamps.push(nanos(hold.created_at));
-    }
+fn push_held(held: &mut NewHolds, hold: &PlacedHold) {
+    held.ids.push(format_id(hold.id));
+    held.zones.push(hold.zone.into());
+    held.users.push(hold.person as i64);
+    held.quantities.push(i64::try_from(hold.quantity).expect("bounded by supply"));
+    held.created.push(hold.created_at);
+    held.expires.push(hold.expires_at);
+    held.timestamps.push(nanos(hold.created_at));
 }
 
 /// TigerBeetle writes no event when a hold lapses; the deadline is the event. Holds past
@@ -159,14 +116,7 @@ impl HeldColumns {
 pub async fn mark_expired(db: &Pool) -> Result<u64, String> {
     let client = db.get().await.map_err(|e| e.to_string())?;
     let cutoff = SystemTime::now() - EXPIRY_GRACE;
-    let n = client
-        .execute(
-            "UPDATE reservations SET status = 'expired', updated_at = now()
-             WHERE status = 'held' AND expires_at < $1",
-            &[&cutoff],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let n = projection::mark_expired(&client, cutoff).await.map_err(|e| e.to_string())?;
     if n > 0 {
         metrics::counter!("allot_expiries_total").increment(n);
     }

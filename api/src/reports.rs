@@ -2,11 +2,19 @@
 //! counts and time series from the reservation projection, the waiting room's length from
 //! its counters. Plus the short-lived view tokens that let a dashboard page (and its event
 //! stream, which cannot send headers) be opened from a link.
+//!
+//! The [`Reports`] service holds exactly what that takes: the ledger, the pool, the ledger
+//! timeout and the view tokens' key, derived once at start. Its statements are in
+//! `allot_store::reports`; HTTP and the dashboard page stay in `routes::reports`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use allot_ledger::PAGE_EVENTS_MAX;
+use allot_ledger::{Ledger, PAGE_EVENTS_MAX};
+use allot_store::reports as store;
+use allot_store::status::ReservationStatus;
+use allot_store::Pool;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
@@ -14,7 +22,6 @@ use time::OffsetDateTime;
 
 use crate::catalog::Offering;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// Minutes of history in a report's series (one point per minute).
 pub const SERIES_MINUTES: i64 = 60;
@@ -77,58 +84,167 @@ fn minute_of(t: SystemTime) -> i64 {
     secs - secs.rem_euclid(60)
 }
 
-/// Builds the report. Ledger reads are bounded by the ledger timeout; the projection can
-/// lag the ledger by the projector's interval.
-pub async fn build(state: &AppState, offering: &Offering) -> ApiResult<OfferingReport> {
-    let ledger = &state.ledger;
-    let timeout = state.tb_timeout();
-    let live = async {
-        let zones = ledger.zone_balances(&offering.spec).await?;
-        let money = ledger.money_balance(&offering.spec).await?;
-        Ok::<_, allot_ledger::LedgerError>((zones, money))
-    };
-    let (zones, money) = tokio::time::timeout(timeout, live)
-        .await
-        .map_err(|_| crate::reservations::ledger_timeout())??;
-    let now = SystemTime::now();
-    let first_minute = minute_of(now) - (SERIES_MINUTES - 1) * 60;
-    let funds = tokio::time::timeout(timeout, funds_by_minute(state, offering, first_minute))
-        .await
-        .map_err(|_| crate::reservations::ledger_timeout())??;
+/// The reports service: exactly the handles the figures and view tokens need. Built once
+/// at start; cheap to clone (Arcs and the pool), so an event stream keeps its own copy.
+#[derive(Clone)]
+pub struct Reports {
+    /// Units and money, live.
+    ledger: Arc<Ledger>,
+    /// The reservation projection and the waiting room's counters.
+    db: Pool,
+    /// A ledger read that takes longer fails the report.
+    ledger_timeout: Duration,
+    /// The key of view tokens, derived once from the access-token secret.
+    view_key: HmacSha256,
+}
 
-    let client = state.db.get().await?;
-    let rows = client
-        .query(
-            "SELECT status, count(*), coalesce(sum(quantity), 0)::bigint FROM reservations
-             WHERE offering_id = $1 GROUP BY status",
-            &[&offering.id()],
-        )
-        .await?;
-    let mut counts = ReservationCounts::default();
-    let (mut expired, mut cancelled) = (0u64, 0u64);
-    for row in rows {
-        let (status, n, units): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        match status.as_str() {
-            "held" => counts.held = n as u64,
-            "confirmed" => counts.confirmed = n as u64,
-            "expired" => (counts.expired, expired) = (n as u64, units as u64),
-            "cancelled" => (counts.cancelled, cancelled) = (n as u64, units as u64),
-            _ => {}
-        }
+impl std::fmt::Debug for Reports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reports")
+            .field("ledger_timeout", &self.ledger_timeout)
+            .finish_non_exhaustive()
     }
-    let since = UNIX_EPOCH + Duration::from_secs(first_minute as u64);
-    let per_minute: HashMap<i64, u64> = client
-        .query(
-            "SELECT extract(epoch FROM date_trunc('minute', created_at))::bigint, count(*)
-             FROM reservations WHERE offering_id = $1 AND created_at >= $2 GROUP BY 1",
-            &[&offering.id(), &since],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1) as u64))
-        .collect();
-    let queue_length = queue_length(&client, offering.id()).await?;
+}
 
+/// What the ledger says now: zones, money, and deposits minute by minute.
+struct Live {
+    zones: Vec<allot_ledger::ZoneBalance>,
+    money: allot_ledger::MoneyBalance,
+    funds: Vec<u64>,
+}
+
+/// What the projection and the waiting room say.
+struct Projected {
+    counts: ReservationCounts,
+    expired_units: u64,
+    cancelled_units: u64,
+    per_minute: HashMap<i64, u64>,
+    queue_length: Option<u64>,
+}
+
+impl Reports {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        db: Pool,
+        ledger_timeout: Duration,
+        token_secret: &[u8],
+    ) -> Reports {
+        Reports { ledger, db, ledger_timeout, view_key: view_key(token_secret) }
+    }
+
+    /// Builds the report. Ledger reads are bounded by the ledger timeout; the projection
+    /// can lag the ledger by the projector's interval.
+    pub async fn build(&self, offering: &Offering) -> ApiResult<OfferingReport> {
+        let ledger = &self.ledger;
+        let balances = async {
+            let zones = ledger.zone_balances(&offering.spec).await?;
+            let money = ledger.money_balance(&offering.spec).await?;
+            Ok::<_, allot_ledger::LedgerError>((zones, money))
+        };
+        let (zones, money) = self.in_time(balances).await??;
+        let now = SystemTime::now();
+        let first_minute = minute_of(now) - (SERIES_MINUTES - 1) * 60;
+        let funds = self.in_time(self.funds_by_minute(offering, first_minute)).await??;
+        let live = Live { zones, money, funds };
+        let projected = self.projected(offering.id(), first_minute).await?;
+        Ok(assemble(offering, now, first_minute, live, projected))
+    }
+
+    /// `read`, or `ledger_timeout` if it takes longer than the ledger may.
+    async fn in_time<T>(&self, read: impl std::future::Future<Output = T>) -> ApiResult<T> {
+        let late = |_| crate::reservations::ledger_timeout();
+        tokio::time::timeout(self.ledger_timeout, read).await.map_err(late)
+    }
+
+    async fn projected(&self, offering: &str, first_minute: i64) -> ApiResult<Projected> {
+        let client = self.db.get().await?;
+        let mut counts = ReservationCounts::default();
+        let (mut expired_units, mut cancelled_units) = (0u64, 0u64);
+        for row in store::status_counts(&client, offering).await? {
+            let (n, units) = (row.reservations as u64, row.units as u64);
+            match row.status {
+                ReservationStatus::Held => counts.held = n,
+                ReservationStatus::Confirmed => counts.confirmed = n,
+                ReservationStatus::Expired => (counts.expired, expired_units) = (n, units),
+                ReservationStatus::Cancelled => (counts.cancelled, cancelled_units) = (n, units),
+            }
+        }
+        let since = UNIX_EPOCH + Duration::from_secs(first_minute as u64);
+        let per_minute = store::reservations_per_minute(&client, offering, since)
+            .await?
+            .iter()
+            .map(|m| (m.minute, m.reservations as u64))
+            .collect();
+        // Waiting: everyone with a position above the serving counter, plus the pre-queue.
+        let queue_length = store::queue_length(&client, offering).await?.map(|n| n.max(0) as u64);
+        Ok(Projected { counts, expired_units, cancelled_units, per_minute, queue_length })
+    }
+
+    /// Cumulative deposits at the end of each minute of the series, from the deposits
+    /// account's balance history.
+    async fn funds_by_minute(&self, offering: &Offering, first_minute: i64) -> ApiResult<Vec<u64>> {
+        let start = UNIX_EPOCH + Duration::from_secs(first_minute as u64);
+        let history = self.ledger.deposits_history(&offering.spec, start).await?;
+        // The balance just before the window: where the line starts.
+        let mut level = to_u64(history.opening_satang);
+        // Only the latest samples of a busy hour fit one page; then the oldest minutes of it
+        // carry the oldest sample read.
+        let samples = &history.samples;
+        if samples.len() == PAGE_EVENTS_MAX as usize {
+            level = samples.first().map_or(level, |b| to_u64(b.deposits_satang));
+        }
+        let mut out = Vec::with_capacity(SERIES_MINUTES as usize);
+        let mut next = samples.iter().peekable();
+        for i in 0..SERIES_MINUTES {
+            let end = first_minute + (i + 1) * 60;
+            while let Some(b) = next.next_if(|b| minute_of(b.timestamp) < end) {
+                level = to_u64(b.deposits_satang);
+            }
+            out.push(level);
+        }
+        Ok(out)
+    }
+
+    /// A token that opens one offering's dashboard for [`VIEW_TOKEN_SECONDS`]:
+    /// `<expiry>.<user>.<hex HMAC of offering, user, expiry>`.
+    pub fn issue_view_token(&self, offering: &str, user_id: i64) -> (String, u64) {
+        let exp = crate::identity::tokens::now_seconds() + VIEW_TOKEN_SECONDS;
+        let mut mac = self.view_key.clone();
+        mac.update(format!("{offering}|{user_id}|{exp}").as_bytes());
+        (format!("{exp}.{user_id}.{}", hex::encode(mac.finalize().into_bytes())), exp)
+    }
+
+    /// The user a view token was issued to and its expiry, if it is valid for `offering`
+    /// now.
+    pub fn check_view_token(&self, offering: &str, token: &str) -> ApiResult<(i64, u64)> {
+        let bad = || ApiError::new(crate::error::ErrorCode::Unauthorized);
+        let mut parts = token.splitn(3, '.');
+        let (Some(exp), Some(user), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let (exp, user): (u64, i64) =
+            (exp.parse().map_err(|_| bad())?, user.parse().map_err(|_| bad())?);
+        let tag = hex::decode(tag).map_err(|_| bad())?;
+        let mut mac = self.view_key.clone();
+        mac.update(format!("{offering}|{user}|{exp}").as_bytes());
+        mac.verify_slice(&tag).map_err(|_| bad())?;
+        if exp <= crate::identity::tokens::now_seconds() {
+            return Err(bad());
+        }
+        Ok((user, exp))
+    }
+}
+
+/// The report from its two sources, with the series minute by minute.
+fn assemble(
+    offering: &Offering,
+    now: SystemTime,
+    first_minute: i64,
+    live: Live,
+    projected: Projected,
+) -> OfferingReport {
+    let Live { zones, money, funds } = live;
+    let per_minute = &projected.per_minute;
     let series: Vec<Point> = (0..SERIES_MINUTES)
         .map(|i| {
             let minute = first_minute + i * 60;
@@ -140,7 +256,7 @@ pub async fn build(state: &AppState, offering: &Offering) -> ApiResult<OfferingR
         })
         .collect();
     let last_full = minute_of(now) - 60;
-    Ok(OfferingReport {
+    OfferingReport {
         offering_id: offering.id().to_owned(),
         name: offering.config.name.clone(),
         generated_at: now.into(),
@@ -148,106 +264,24 @@ pub async fn build(state: &AppState, offering: &Offering) -> ApiResult<OfferingR
         remaining: to_u64(zones.iter().map(|z| z.remaining).sum()),
         held: to_u64(zones.iter().map(|z| z.held).sum()),
         confirmed: to_u64(zones.iter().map(|z| z.confirmed).sum()),
-        expired,
-        cancelled,
-        reservations: counts,
+        expired: projected.expired_units,
+        cancelled: projected.cancelled_units,
+        reservations: projected.counts,
         deposits_collected_satang: to_u64(money.deposits_satang),
         refunds_payable_satang: to_u64(money.refunds_payable_satang),
         reservations_per_minute: per_minute.get(&last_full).copied().unwrap_or(0),
-        queue_length,
+        queue_length: projected.queue_length,
         series,
-    })
-}
-
-/// Cumulative deposits at the end of each minute of the series, from the deposits
-/// account's balance history.
-async fn funds_by_minute(
-    state: &AppState,
-    offering: &Offering,
-    first_minute: i64,
-) -> ApiResult<Vec<u64>> {
-    let start = UNIX_EPOCH + Duration::from_secs(first_minute as u64);
-    let history = state.ledger.deposits_history(&offering.spec, start).await?;
-    // The balance just before the window: where the line starts.
-    let mut level = to_u64(history.opening_satang);
-    // Only the latest samples of a busy hour fit one page; then the oldest minutes of it
-    // carry the oldest sample read.
-    let samples = &history.samples;
-    if samples.len() == PAGE_EVENTS_MAX as usize {
-        level = samples.first().map_or(level, |b| to_u64(b.deposits_satang));
     }
-    let mut out = Vec::with_capacity(SERIES_MINUTES as usize);
-    let mut next = samples.iter().peekable();
-    for i in 0..SERIES_MINUTES {
-        let end = first_minute + (i + 1) * 60;
-        while let Some(b) = next.next_if(|b| minute_of(b.timestamp) < end) {
-            level = to_u64(b.deposits_satang);
-        }
-        out.push(level);
-    }
-    Ok(out)
-}
-
-/// Waiting: everyone with a position above the serving counter, plus the pre-queue.
-async fn queue_length(client: &tokio_postgres::Client, offering: &str) -> ApiResult<Option<u64>> {
-    let exists: bool =
-        client.query_one("SELECT to_regclass('queue_state') IS NOT NULL", &[]).await?.get(0);
-    if !exists {
-        return Ok(None);
-    }
-    let row = client
-        .query_opt(
-            "SELECT s.next_position - s.serving
-                    + (SELECT count(*) FROM queue_entries e
-                       WHERE e.offering_id = s.offering_id AND e.position IS NULL)
-             FROM queue_state s WHERE s.offering_id = $1",
-            &[&offering],
-        )
-        .await?;
-    Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
 }
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// The key of view tokens, derived from the access-token secret so every instance agrees
 /// without another secret to configure.
-fn view_key(state: &AppState) -> ApiResult<HmacSha256> {
-    let secrets = crate::secrets::load(&state.settings).map_err(ApiError::internal)?;
-    let mut derive =
-        HmacSha256::new_from_slice(&secrets.token_secret).expect("HMAC takes any key length");
+fn view_key(token_secret: &[u8]) -> HmacSha256 {
+    let mut derive = HmacSha256::new_from_slice(token_secret).expect("HMAC takes any key length");
     derive.update(b"allot/dashboard-view/v1");
     let key = derive.finalize().into_bytes();
-    Ok(HmacSha256::new_from_slice(&key).expect("HMAC takes any key length"))
-}
-
-/// A token that opens one offering's dashboard for [`VIEW_TOKEN_SECONDS`]:
-/// `<expiry>.<user>.<hex HMAC of offering, user, expiry>`.
-pub fn issue_view_token(
-    state: &AppState,
-    offering: &str,
-    user_id: i64,
-) -> ApiResult<(String, u64)> {
-    let exp = crate::identity::tokens::now_seconds() + VIEW_TOKEN_SECONDS;
-    let mut mac = view_key(state)?;
-    mac.update(format!("{offering}|{user_id}|{exp}").as_bytes());
-    Ok((format!("{exp}.{user_id}.{}", hex::encode(mac.finalize().into_bytes())), exp))
-}
-
-/// The user a view token was issued to and its expiry, if it is valid for `offering` now.
-pub fn check_view_token(state: &AppState, offering: &str, token: &str) -> ApiResult<(i64, u64)> {
-    let bad = || ApiError::new(crate::error::ErrorCode::Unauthorized);
-    let mut parts = token.splitn(3, '.');
-    let (Some(exp), Some(user), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(bad());
-    };
-    let (exp, user): (u64, i64) =
-        (exp.parse().map_err(|_| bad())?, user.parse().map_err(|_| bad())?);
-    let tag = hex::decode(tag).map_err(|_| bad())?;
-    let mut mac = view_key(state)?;
-    mac.update(format!("{offering}|{user}|{exp}").as_bytes());
-    mac.verify_slice(&tag).map_err(|_| bad())?;
-    if exp <= crate::identity::tokens::now_seconds() {
-        return Err(bad());
-    }
-    Ok((user, exp))
+    HmacSha256::new_from_slice(&key).expect("HMAC takes any key length")
 }

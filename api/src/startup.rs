@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::identity::tokens::TokenKeys;
 use crate::identity::{dev_bootstrap, Identity};
 use crate::routes;
+use crate::secrets::Secrets;
 use crate::state::AppState;
 
 /// A built application, bound to its port, not yet serving.
@@ -34,83 +35,10 @@ impl std::fmt::Debug for Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
         crate::metrics::handle();
+        // Secrets first: a production start without them fails before touching a store.
         let secrets = crate::secrets::load(&settings)?;
-        let db = allot_store::pool(&settings.database.url, settings.database.pool_max)?;
-        allot_store::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
-        let ledger = Arc::new(
-            Ledger::connect(settings.ledger.cluster.into(), &settings.ledger.addresses)
-                .map_err(|e| e.to_string())?,
-        );
-        catalog::load_seed_files(&db, &settings.offerings_dir).await?;
-        let catalog = Arc::new(Catalog::default());
-        let setup = catalog.refresh(&db, &ledger);
-        tokio::time::timeout(Duration::from_secs(30), setup)
-            .await
-            .map_err(|_| "TigerBeetle did not answer within 30 s".to_string())?
-            .map_err(|e| format!("loading offerings: {e:?}"))?;
-
-        let tokens =
-            Arc::new(TokenKeys::new(&secrets.token_secret, settings.identity.access_token_seconds));
-        let identity = Identity::new(
-            db.clone(),
-            tokens.clone(),
-            &secrets.identity_key,
-            settings.identity.clone(),
-        );
-        let ledger_timeout = Duration::from_millis(settings.ledger.timeout_ms);
-        let handles = crate::fairness::Handles {
-            db: db.clone(),
-            ledger: ledger.clone(),
-            catalog: catalog.clone(),
-            ledger_timeout,
-        };
-        let fairness = crate::fairness::Fairness::new(
-            handles,
-            &settings.fairness,
-            &secrets.token_secret,
-            &secrets.identity_key,
-        );
-        let reservations = crate::reservations::Reservations::new(
-            ledger.clone(),
-            catalog.clone(),
-            fairness.gate.clone(),
-            ledger_timeout,
-        );
-        let payments = crate::payments::Payments::new(
-            db.clone(),
-            ledger.clone(),
-            catalog.clone(),
-            crate::payments::gateway::Gateways::load(&settings)?,
-            settings.payments.clone(),
-            settings.dev_mode,
-            ledger_timeout,
-        );
-        let notify = crate::notify::Notifier::new(
-            db.clone(),
-            ledger.clone(),
-            catalog.clone(),
-            ledger_timeout,
-        );
-        let exports = crate::exports::Exports::new(
-            ledger.clone(),
-            catalog.clone(),
-            settings.ledger.cluster.into(),
-            crate::secrets::Source::new(&settings)?,
-            settings.exports.signing_key.clone(),
-        );
-        let state = web::Data::new(AppState {
-            tokens,
-            identity,
-            fairness,
-            reservations,
-            payments,
-            notify,
-            exports,
-            ledger,
-            db,
-            catalog,
-            settings,
-        });
+        let stores = Stores::connect(&settings).await?;
+        let state = web::Data::new(compose(settings, &secrets, stores)?);
         if state.settings.dev_mode {
             dev_bootstrap::ensure_admin(&state.identity, &state.settings.data_dir).await?;
         }
@@ -139,6 +67,99 @@ impl Application {
         }
         result
     }
+}
+
+/// The shared handles every service is built from.
+struct Stores {
+    db: allot_store::Pool,
+    ledger: Arc<Ledger>,
+    catalog: Arc<Catalog>,
+}
+
+impl Stores {
+    /// Postgres (migrated), the TigerBeetle client, and the offerings set up in both.
+    async fn connect(settings: &Settings) -> Result<Stores, String> {
+        let db = allot_store::pool(&settings.database.url, settings.database.pool_max)?;
+        allot_store::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
+        let ledger = Arc::new(
+            Ledger::connect(settings.ledger.cluster.into(), &settings.ledger.addresses)
+                .map_err(|e| e.to_string())?,
+        );
+        catalog::load_seed_files(&db, &settings.offerings_dir).await?;
+        let catalog = Arc::new(Catalog::default());
+        let setup = catalog.refresh(&db, &ledger);
+        tokio::time::timeout(Duration::from_secs(30), setup)
+            .await
+            .map_err(|_| "TigerBeetle did not answer within 30 s".to_string())?
+            .map_err(|e| format!("loading offerings: {e:?}"))?;
+        Ok(Stores { db, ledger, catalog })
+    }
+}
+
+/// Every service, each given only the handles and settings it needs.
+fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppState, String> {
+    let Stores { db, ledger, catalog } = stores;
+    let ledger_timeout = Duration::from_millis(settings.ledger.timeout_ms);
+    let access_seconds = settings.identity.access_token_seconds;
+    let tokens = Arc::new(TokenKeys::new(&secrets.token_secret, access_seconds));
+    let identity =
+        Identity::new(db.clone(), tokens.clone(), &secrets.identity_key, settings.identity.clone());
+    let handles = crate::fairness::Handles {
+        db: db.clone(),
+        ledger: ledger.clone(),
+        catalog: catalog.clone(),
+        ledger_timeout,
+    };
+    let fairness = crate::fairness::Fairness::new(
+        handles,
+        &settings.fairness,
+        &secrets.token_secret,
+        &secrets.identity_key,
+    );
+    let reservations = crate::reservations::Reservations::new(
+        ledger.clone(),
+        catalog.clone(),
+        fairness.gate.clone(),
+        ledger_timeout,
+    );
+    let payments = crate::payments::Payments::new(
+        db.clone(),
+        ledger.clone(),
+        catalog.clone(),
+        crate::payments::gateway::Gateways::load(&settings)?,
+        settings.payments.clone(),
+        settings.dev_mode,
+        ledger_timeout,
+    );
+    let notify =
+        crate::notify::Notifier::new(db.clone(), ledger.clone(), catalog.clone(), ledger_timeout);
+    let exports = crate::exports::Exports::new(
+        ledger.clone(),
+        catalog.clone(),
+        settings.ledger.cluster.into(),
+        crate::secrets::Source::new(&settings)?,
+        settings.exports.signing_key.clone(),
+    );
+    let reports = crate::reports::Reports::new(
+        ledger.clone(),
+        db.clone(),
+        ledger_timeout,
+        &secrets.token_secret,
+    );
+    Ok(AppState {
+        tokens,
+        identity,
+        fairness,
+        reservations,
+        payments,
+        notify,
+        exports,
+        reports,
+        ledger,
+        db,
+        catalog,
+        settings,
+    })
 }
 
 fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {

@@ -31,6 +31,8 @@ pub struct AppState {
     pub notify: crate::notify::Notifier,
     /// Signed ledger exports for regulators.
     pub exports: crate::exports::Exports,
+    /// Officials' live figures and the view tokens of their dashboard.
+    pub reports: crate::reports::Reports,
 }
 
 impl AppState {

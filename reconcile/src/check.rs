@@ -11,14 +11,16 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::store::Client;
 use allot_ledger::{
     ids, HoldEvent, Ledger, LedgerError, MoneyEvent, MoneyKind, PlacedHold, PAGE_EVENTS_MAX,
 };
+use allot_store::projection::{self, ProjectedRow};
+use allot_store::statements;
+use allot_store::status::{NotificationOutcome, ReservationStatus};
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
 
-use crate::store::{self, OfferingRow};
+use crate::store::{self, Client, OfferingRow};
 
 /// How long after a hold's deadline Postgres may still call it `held`: the projector's
 /// expiry sweep runs every pass with its own grace of a couple of seconds.
@@ -55,7 +57,8 @@ pub struct SummaryRow {
 pub struct CheckReport {
     pub summary: Vec<SummaryRow>,
     pub discrepancies: Vec<Discrepancy>,
-    /// Things worth knowing that are not disagreements (projection lag, skipped parts).
+    /// Things worth knowing that are not disagreements (projection lag, money that names
+    /// no payment).
     pub notes: Vec<String>,
 }
 
@@ -89,19 +92,25 @@ impl CheckReport {
 struct LedgerHold {
     placed: PlacedHold,
     /// (timestamp, state) of the post or void, if any.
-    resolved: Option<(SystemTime, &'static str)>,
+    resolved: Option<(SystemTime, ReservationStatus)>,
 }
 
 impl LedgerHold {
     /// The status Postgres should show, if it can be expected yet; `None` while the
     /// projector has not reached the event that decides it.
-    fn expected_status(&self, checkpoint: SystemTime, now: SystemTime) -> Option<&'static str> {
+    fn expected_status(
+        &self,
+        checkpoint: SystemTime,
+        now: SystemTime,
+    ) -> Option<ReservationStatus> {
         match self.resolved {
             Some((at, state)) if at <= checkpoint => Some(state),
             Some(_) => None,
-            None if now >= self.placed.expires_at + STATUS_GRACE => Some("expired"),
+            None if now >= self.placed.expires_at + STATUS_GRACE => {
+                Some(ReservationStatus::Expired)
+            }
             None if now >= self.placed.expires_at => None,
-            None => Some("held"),
+            None => Some(ReservationStatus::Held),
         }
     }
 }
@@ -117,11 +126,7 @@ pub async fn run(
     for offering in &offerings {
         check_offering(ledger, db, offering, &mut report, progress).await?;
     }
-    if store::table_exists(db, "payment_notifications").await? {
-        check_money(ledger, db, &offerings, &mut report).await?;
-    } else {
-        report.notes.push("no payments table yet: deposits were not checked".into());
-    }
+    check_money(ledger, db, &offerings, &mut report).await?;
     progress.finish_and_clear();
     Ok(report)
 }
@@ -163,8 +168,12 @@ async fn ledger_holds(
         HoldEvent::Placed(placed) => {
             holds.insert(placed.id.get(), LedgerHold { placed, resolved: None });
         }
-        HoldEvent::Confirmed { id, at } => resolutions.push((id.get(), at, "confirmed")),
-        HoldEvent::Cancelled { id, at } => resolutions.push((id.get(), at, "cancelled")),
+        HoldEvent::Confirmed { id, at } => {
+            resolutions.push((id.get(), at, ReservationStatus::Confirmed))
+        }
+        HoldEvent::Cancelled { id, at } => {
+            resolutions.push((id.get(), at, ReservationStatus::Cancelled))
+        }
     })
     .await?;
     for (base, at, state) in resolutions {
@@ -176,14 +185,7 @@ async fn ledger_holds(
 }
 
 async fn checkpoint(db: &Client, ledger: u32) -> Result<SystemTime, String> {
-    let row = db
-        .query_opt(
-            "SELECT last_timestamp FROM projector_checkpoints WHERE ledger = $1",
-            &[&(ledger as i64)],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let ns = row.map_or(0, |r| r.get::<_, i64>(0));
+    let ns = projection::checkpoint(db, ledger as i64).await.map_err(|e| e.to_string())?;
     Ok(UNIX_EPOCH + Duration::from_nanos(ns as u64))
 }
 
@@ -231,24 +233,14 @@ async fn check_offering(
     let holds = ledger_holds(ledger, offering, progress).await?;
     let checkpoint = checkpoint(db, ids::ledger_inventory(offering.number)).await?;
     let now = SystemTime::now();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&offering.id];
-    let rows = db
-        .query_raw(
-            "SELECT reservation_id, zone, user_id, quantity, status FROM reservations
-             WHERE offering_id = $1",
-            params,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let rows = projection::rows_of_offering(db, &offering.id).await.map_err(|e| e.to_string())?;
     futures::pin_mut!(rows);
     let mut seen = HashSet::with_capacity(holds.len());
     let (mut pg_rows, mut pg_confirmed) = (0u64, 0u128);
     while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
         pg_rows += 1;
-        let id: String = row.get(0);
-        let (zone, user, quantity, status): (i32, i64, i64, String) =
-            (row.get(1), row.get(2), row.get(3), row.get(4));
-        if status == "confirmed" {
+        let ProjectedRow { reservation_id: id, zone, user_id: user, quantity, status } = row;
+        if status == ReservationStatus::Confirmed {
             pg_confirmed += quantity as u128;
         }
         let subject = format!("reservation:{id}");
@@ -319,8 +311,9 @@ async fn check_offering(
     report.row(&offering.id, "reservations", holds.len(), pg_rows);
     report.row(&offering.id, "held", held, "-");
     report.row(&offering.id, "confirmed", confirmed, pg_confirmed);
-    let late_confirms =
-        holds.values().any(|h| matches!(h.resolved, Some((at, "confirmed")) if at > checkpoint));
+    let late_confirms = holds
+        .values()
+        .any(|h| matches!(h.resolved, Some((at, ReservationStatus::Confirmed)) if at > checkpoint));
     if confirmed != pg_confirmed && !late_confirms {
         report.flag(
             "confirmed_total_mismatch",
@@ -353,36 +346,26 @@ async fn check_money(
         };
         page_events(read, |e: &MoneyEvent| e.timestamp, &hidden, keep).await?;
     }
-    let rows = db
-        .query(
-            "SELECT n.gateway, n.transaction_id, n.amount_satang, n.ledger_id, n.outcome,
-                    n.applied_at IS NOT NULL, n.received_at, i.offering_id
-             FROM payment_notifications n LEFT JOIN payment_intents i USING (payment_id)",
-            &[],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let rows = statements::notifications(db).await.map_err(|e| e.to_string())?;
     let now = SystemTime::now();
     let mut accounted = HashSet::new();
     let mut unmatched = (0u64, 0u128);
     let mut succeeded_by_offering: HashMap<String, u128> = HashMap::new();
-    for row in &rows {
-        let (gateway, txn): (&str, &str) = (row.get(0), row.get(1));
-        let amount = row.get::<_, i64>(2) as u128;
-        let ledger_id = u128::from_str_radix(row.get::<_, &str>(3), 16).unwrap_or(0);
-        let outcome: &str = row.get(4);
-        let applied: bool = row.get(5);
-        let received_at: SystemTime = row.get(6);
-        let offering: Option<String> = row.get(7);
-        let subject = format!("payment:{gateway}/{txn}");
+    for row in rows {
+        let amount = row.amount_satang as u128;
+        let ledger_id = u128::from_str_radix(&row.ledger_id, 16).unwrap_or(0);
+        let outcome = row.outcome;
+        let subject = format!("payment:{}/{}", row.gateway, row.transaction_id);
         accounted.insert(ledger_id);
-        if outcome == "unmatched" {
+        if outcome == NotificationOutcome::Unmatched {
             unmatched = (unmatched.0 + 1, unmatched.1 + amount);
         }
         let expected = match outcome {
-            "succeeded" => Some("deposit"),
-            "refund_due" => Some("refund"),
-            "received" if !applied && now >= received_at + UNAPPLIED_GRACE => {
+            NotificationOutcome::Succeeded => Some("deposit"),
+            NotificationOutcome::RefundDue => Some("refund"),
+            NotificationOutcome::Received
+                if !row.applied && now >= row.received_at + UNAPPLIED_GRACE =>
+            {
                 report.flag(
                     "payment_not_applied",
                     &subject,
@@ -411,8 +394,8 @@ async fn check_money(
                 ),
             Some(_) => {}
         }
-        if outcome == "succeeded" {
-            if let Some(offering) = offering {
+        if outcome == NotificationOutcome::Succeeded {
+            if let Some(offering) = row.offering_id {
                 *succeeded_by_offering.entry(offering).or_default() += amount;
             }
         }

@@ -333,19 +333,16 @@ async fn run_export(conn: &Connection, args: ExportArgs) -> Result<bool, String>
     );
     println!("public key {}", manifest.public_key);
     if let Some(db) = &db {
-        if store::table_exists(db, "audit_head").await? {
-            let after = serde_json::json!({
-                "out": out.display().to_string(),
-                "from_ns": manifest.from_ns,
-                "to_ns": manifest.to_ns,
-                "files": manifest.files,
-            });
-            let actor =
-                format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-            allot_store::audit::append(db, &actor, "ledger.export", "ledger", None, Some(&after))
-                .await
-                .map_err(|e| format!("audit: {e}"))?;
-        }
+        let after = serde_json::json!({
+            "out": out.display().to_string(),
+            "from_ns": manifest.from_ns,
+            "to_ns": manifest.to_ns,
+            "files": manifest.files,
+        });
+        let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+        allot_store::audit::append(db, &actor, "ledger.export", "ledger", None, Some(&after))
+            .await
+            .map_err(|e| format!("audit: {e}"))?;
     }
     Ok(true)
 }

@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 
-use crate::store::Client;
+use allot_store::statements;
 use time::{Date, Duration};
+
+use crate::store::Client;
 
 /// One thing finance must look at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,61 +62,39 @@ pub async fn run(
     window_days: i64,
 ) -> Result<MatchReport, String> {
     let mut report = MatchReport::default();
-    let bounds = db
-        .query_one("SELECT min(booked_on), max(booked_on) FROM bank_statement_lines", &[])
-        .await
-        .map_err(|e| e.to_string())?;
-    let (Some(first), Some(last)) = (from.or(bounds.get(0)), to.or(bounds.get(1))) else {
+    let bounds = statements::booked_bounds(db).await.map_err(|e| e.to_string())?;
+    let (Some(first), Some(last)) = (from.or(bounds.0), to.or(bounds.1)) else {
         return Ok(report);
     };
     report.period = Some((first, last));
     let window = Duration::days(window_days);
-    let lines: Vec<Line> = db
-        .query(
-            "SELECT id, statement_id, entry_ref, booked_on, amount_satang, currency,
-                    coalesce(reference, '')
-             FROM bank_statement_lines WHERE booked_on BETWEEN $1 AND $2
-             ORDER BY booked_on, id",
-            &[&first, &last],
-        )
+    let lines: Vec<Line> = statements::lines_booked(db, first, last)
         .await
         .map_err(|e| e.to_string())?
-        .iter()
+        .into_iter()
         .map(|r| Line {
-            id: r.get(0),
-            statement: r.get(1),
-            entry: r.get(2),
-            booked_on: r.get(3),
-            amount: r.get(4),
-            currency: r.get(5),
-            reference: normalize(r.get(6)),
+            id: r.id,
+            statement: r.statement_id,
+            entry: r.entry_ref,
+            booked_on: r.booked_on,
+            amount: r.amount_satang,
+            currency: r.currency,
+            reference: normalize(&r.reference),
         })
         .collect();
-    let has_payments = crate::store::table_exists(db, "payment_notifications").await?;
-    let mut paid: Vec<Paid> = if has_payments {
-        db.query(
-            "SELECT gateway || '/' || transaction_id, reference, amount_satang,
-                    (paid_at AT TIME ZONE 'Asia/Bangkok')::date
-             FROM payment_notifications
-             WHERE (paid_at AT TIME ZONE 'Asia/Bangkok')::date BETWEEN $1 AND $2
-             ORDER BY paid_at",
-            &[&(first - window), &(last + window)],
-        )
+    let mut paid: Vec<Paid> = statements::paid_between(db, first - window, last + window)
         .await
         .map_err(|e| e.to_string())?
-        .iter()
+        .into_iter()
         .map(|r| Paid {
-            key: r.get(0),
-            reference: normalize(r.get(1)),
-            amount: r.get(2),
-            paid_on: r.get(3),
+            key: r.key,
+            reference: normalize(&r.reference),
+            amount: r.amount_satang,
+            paid_on: r.paid_on,
             used: false,
         })
-        .collect()
-    } else {
-        Vec::new()
-    };
-    let intents = intents_by_reference(db, has_payments).await?;
+        .collect();
+    let intents = intents_by_reference(db).await?;
     let mut by_reference: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, p) in paid.iter().enumerate() {
         by_reference.entry(p.reference.clone()).or_default().push(i);
@@ -205,16 +185,7 @@ pub async fn run(
     Ok(report)
 }
 
-async fn intents_by_reference(
-    db: &Client,
-    present: bool,
-) -> Result<HashMap<String, String>, String> {
-    if !present {
-        return Ok(HashMap::new());
-    }
-    let rows = db
-        .query("SELECT reference, payment_id FROM payment_intents", &[])
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(rows.iter().map(|r| (normalize(r.get(0)), r.get(1))).collect())
+async fn intents_by_reference(db: &Client) -> Result<HashMap<String, String>, String> {
+    let rows = statements::intent_references(db).await.map_err(|e| e.to_string())?;
+    Ok(rows.into_iter().map(|(reference, payment)| (normalize(&reference), payment)).collect())
 }

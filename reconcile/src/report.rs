@@ -2,10 +2,10 @@
 //! refunds payable come from the ledger; outstanding deposits are what live holds would
 //! bring in if paid, from the reservation projection and the offering's prices.
 
-use crate::store::Client;
 use allot_ledger::Ledger;
+use allot_store::projection;
 
-use crate::store;
+use crate::store::{self, Client};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OfferingFunds {
@@ -53,20 +53,13 @@ pub async fn run(ledger: &Ledger, db: &Client) -> Result<Vec<OfferingFunds>, Str
         let money = ledger.money_balance(&spec).await.map_err(|e| e.to_string())?;
         // Grouped so that a million holds are a handful of rows: deposits depend only on
         // zone and quantity.
-        let rows = db
-            .query(
-                "SELECT zone, quantity, count(*) FROM reservations
-                 WHERE offering_id = $1 AND status = 'held' AND expires_at > now()
-                 GROUP BY zone, quantity",
-                &[&offering.id],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let groups =
+            projection::outstanding_holds(db, &offering.id).await.map_err(|e| e.to_string())?;
         let (mut count, mut outstanding) = (0u64, 0u128);
-        for row in rows {
-            let (zone, quantity, n): (i32, i64, i64) = (row.get(0), row.get(1), row.get(2));
-            count += n as u64;
-            outstanding += offering.deposit_satang(zone as u16, quantity as u64) * n as u128;
+        for g in groups {
+            count += g.count as u64;
+            outstanding +=
+                offering.deposit_satang(g.zone as u16, g.quantity as u64) * g.count as u128;
         }
         out.push(OfferingFunds {
             offering: offering.id.clone(),

@@ -2,10 +2,12 @@
 //! `bank_statement_lines`. Amounts become integer satang without ever passing through a
 //! float; importing the same file twice adds nothing.
 
-use crate::store::Client;
+use allot_store::statements::{self, NewLine};
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use time::Date;
+
+use crate::store::Client;
 
 /// Statement files above this are refused: a day's statement is far smaller.
 pub const STATEMENT_BYTES_MAX: usize = 256 << 20;
@@ -23,6 +25,21 @@ pub struct StatementLine {
     pub reference: Option<String>,
     pub end_to_end_id: Option<String>,
     pub description: Option<String>,
+}
+
+impl StatementLine {
+    fn as_row(&self) -> NewLine<'_> {
+        NewLine {
+            statement_id: &self.statement_id,
+            entry_ref: &self.entry_ref,
+            booked_on: self.booked_on,
+            amount_satang: self.amount_satang,
+            currency: &self.currency,
+            reference: self.reference.as_deref(),
+            end_to_end_id: self.end_to_end_id.as_deref(),
+            description: self.description.as_deref(),
+        }
+    }
 }
 
 /// `1500`, `1500.5`, `1,500.00`, `-20.00` to satang; more than two decimals is an error.
@@ -229,43 +246,15 @@ pub fn parse_file(path: &std::path::Path) -> Result<Vec<StatementLine>, String> 
     lines.map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Inserts lines; returns (inserted, already present).
+/// Inserts lines, all or none; returns (inserted, already present).
 pub async fn import(
     db: &mut Client,
     lines: &[StatementLine],
     source: &str,
 ) -> Result<(u64, u64), String> {
+    let rows: Vec<NewLine> = lines.iter().map(StatementLine::as_row).collect();
     let tx = db.transaction().await.map_err(|e| e.to_string())?;
-    let statement = tx
-        .prepare(
-            "INSERT INTO bank_statement_lines
-                (statement_id, entry_ref, booked_on, amount_satang, currency, reference,
-                 end_to_end_id, description, source)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (statement_id, entry_ref) DO NOTHING",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut inserted = 0;
-    for l in lines {
-        inserted += tx
-            .execute(
-                &statement,
-                &[
-                    &l.statement_id,
-                    &l.entry_ref,
-                    &l.booked_on,
-                    &l.amount_satang,
-                    &l.currency,
-                    &l.reference,
-                    &l.end_to_end_id,
-                    &l.description,
-                    &source,
-                ],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    let inserted = statements::insert_lines(&tx, &rows, source).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok((inserted, lines.len() as u64 - inserted))
 }

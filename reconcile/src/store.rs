@@ -3,9 +3,14 @@
 use allot_ledger::ids;
 pub use allot_store::Connection as Client;
 
-/// Connects to Postgres.
+/// Connects to Postgres, first applying any migration not yet applied (as the API does
+/// at start; safe beside a running API), so every table the commands read exists.
 pub async fn connect(url: &str) -> Result<Client, String> {
-    allot_store::connect(url).await
+    let pool = allot_store::pool(url, 1)?;
+    // Reach the server first, so that an unreachable one is named as such.
+    drop(pool.get().await.map_err(|e| format!("postgres: {e}"))?);
+    allot_store::migrate(&pool).await.map_err(|e| format!("migrations: {e}"))?;
+    pool.get().await.map_err(|e| format!("postgres: {e}"))
 }
 
 /// An offering as Postgres records it: what reconciliation needs of its configuration.
@@ -79,13 +84,4 @@ pub fn ledgers(offerings: &[OfferingRow]) -> Vec<u32> {
         ledgers.push(ids::ledger_quota(o.number));
     }
     ledgers
-}
-
-/// Whether a table exists: the payments tables arrive with their own migration.
-pub async fn table_exists(db: &Client, name: &str) -> Result<bool, String> {
-    let row = db
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(row.get(0))
 }

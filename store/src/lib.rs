@@ -19,6 +19,11 @@
 //!   [`queue`]: the waiting room's entries and counters; [`book`]: book-building
 //!   subscriptions and allocation runs; [`waitlist`]: the waitlist's entries.
 //! - [`reservations`]: the projection of the ledger's holds, as their owners list them.
+//! - [`projection`]: the projector's writes of that projection and its checkpoints, and
+//!   the reads `reconcile` checks them with.
+//! - [`reports`]: officials' live figures from the projection and the waiting room.
+//! - [`statements`]: bank statement lines, and the payment records reconciliation reads.
+//! - [`ping`]: readiness, a trivial statement.
 //!
 //! Invariants:
 //! - No SQL text outside this crate (the architecture test in `ops/test` checks it).
@@ -32,8 +37,11 @@ pub mod identity;
 pub mod offerings;
 pub mod outbox;
 pub mod payments;
+pub mod projection;
 pub mod queue;
+pub mod reports;
 pub mod reservations;
+pub mod statements;
 pub mod status;
 pub mod waitlist;
 
@@ -75,6 +83,11 @@ pub async fn migrate(pool: &Pool) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     result.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Whether Postgres answers on `client`: what readiness asks of the store.
+pub async fn ping(client: &impl GenericClient) -> Result<(), Error> {
+    client.query_one("SELECT 1", &[]).await.map(|_| ())
 }
 
 /// One connection for a command-line run: a pool of one, so the CLI and the API run their

@@ -23,7 +23,7 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Both stores answer: TigerBeetle (`Ledger::ping`) and Postgres (`SELECT 1`).
+/// Both stores answer: TigerBeetle (`Ledger::ping`) and Postgres (`allot_store::ping`).
 #[utoipa::path(get, path = "/health/ready", responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
@@ -31,7 +31,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .await
         .is_ok_and(|r| r.is_ok());
     let pg = match state.db.get().await {
-        Ok(client) => client.query_one("SELECT 1", &[]).await.is_ok(),
+        Ok(client) => allot_store::ping(&client).await.is_ok(),
         Err(_) => false,
     };
     let word = |ok: bool| if ok { "ok" } else { "down" };

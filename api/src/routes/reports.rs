@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::Role;
-use crate::reports::{self, OfferingReport};
+use crate::reports::OfferingReport;
 use crate::state::AppState;
 
 /// How often the event stream sends fresh figures.
@@ -44,7 +44,7 @@ pub async fn show(
 ) -> ApiResult<HttpResponse> {
     who.require(&READERS)?;
     let offering = state.catalog.find(&id)?;
-    Ok(HttpResponse::Ok().json(reports::build(&state, &offering).await?))
+    Ok(HttpResponse::Ok().json(state.reports.build(&offering).await?))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -72,7 +72,7 @@ pub async fn view_token(
 ) -> ApiResult<HttpResponse> {
     who.require(&READERS)?;
     let offering = state.catalog.find(&id)?;
-    let (token, expires_at) = reports::issue_view_token(&state, offering.id(), who.user_id)?;
+    let (token, expires_at) = state.reports.issue_view_token(offering.id(), who.user_id);
     let dashboard_url = format!("/v1/reports/offerings/{}/dashboard?view={token}", offering.id());
     Ok(HttpResponse::Created().json(ViewToken { token, expires_at, dashboard_url }))
 }
@@ -99,7 +99,7 @@ pub async fn dashboard(
     query: web::Query<ViewQuery>,
 ) -> ApiResult<HttpResponse> {
     let offering = state.catalog.find(&id)?;
-    reports::check_view_token(&state, offering.id(), &query.view)?;
+    state.reports.check_view_token(offering.id(), &query.view)?;
     let header = req.headers().get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
     let lang = match query.lang.as_deref() {
         Some("th") => Lang::Th,
@@ -108,7 +108,7 @@ pub async fn dashboard(
         None if crate::i18n::negotiate(header) == "th" => Lang::Th,
         None => Lang::En,
     };
-    let report = reports::build(&state, &offering).await?;
+    let report = state.reports.build(&offering).await?;
     let events_url =
         format!("/v1/reports/offerings/{}/events?view={}", offering.id(), urlencode(&query.view));
     Ok(HttpResponse::Ok()
@@ -137,17 +137,18 @@ pub async fn events(
     query: web::Query<ViewQuery>,
 ) -> ApiResult<HttpResponse> {
     let offering = state.catalog.find(&id)?;
-    let (_, expires) = reports::check_view_token(&state, offering.id(), &query.view)?;
+    let (_, expires) = state.reports.check_view_token(offering.id(), &query.view)?;
+    let reports = state.reports.clone();
     let stream = futures::stream::unfold(
-        (state, offering, true),
-        move |(state, offering, first)| async move {
+        (reports, offering, true),
+        move |(reports, offering, first)| async move {
             if !first {
                 tokio::time::sleep(EVENT_INTERVAL).await;
             }
             if crate::identity::tokens::now_seconds() >= expires {
                 return None;
             }
-            let chunk = match reports::build(&state, &offering).await {
+            let chunk = match reports.build(&offering).await {
                 Ok(report) => {
                     let json = serde_json::to_string(&report).expect("report serializes");
                     format!("event: report\ndata: {json}\n\n")
@@ -155,7 +156,7 @@ pub async fn events(
                 // A failed read is a comment line: the page keeps its last figures.
                 Err(e) => format!(": unavailable ({})\n\n", e.code.as_str()),
             };
-            Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), (state, offering, false)))
+            Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), (reports, offering, false)))
         },
     );
     Ok(HttpResponse::Ok()
