@@ -1,7 +1,7 @@
 //! `allot-api`: the only crate that speaks HTTP and JSON.
 //!
-//! - [`startup`]: builds the application (config, pools, ledger, background tasks) and
-//!   serves it with graceful shutdown.
+//! - [`startup`]: builds the application (config, pools, ledger, the services, background
+//!   tasks) and serves it with graceful shutdown; [`state`]: the services a handler reaches.
 //! - [`routes`]: one module per resource; handlers stay thin over the modules below. The
 //!   OpenAPI document of every endpoint is there too (`routes::openapi`).
 //! - [`catalog`]: offerings, cached in memory for the hot path.
@@ -19,9 +19,13 @@
 //!   [`exports`]: signed ledger exports for regulators; [`reports`]: live figures for
 //!   officials.
 //! - [`error`]: the one table of stable error codes; [`i18n`]: their messages in th, en,
-//!   ja, ko, zh.
+//!   ja, ko, zh; [`config`]: settings grouped by concern; [`secrets`]: the server's keys;
+//!   [`metrics`]: the Prometheus recorder.
 //!
 //! Invariants:
+//! - actix only in [`routes`], [`startup`] and `main`: the modules below take narrow handles
+//!   (a pool, the ledger, the catalog, a settings group) and never the whole [`state`]; they
+//!   form no import cycle (`tests/tests/architecture.rs` checks both).
 //! - A reservation request touches TigerBeetle only: no Postgres read or write on that path.
 //! - A 201 is sent only after TigerBeetle acknowledged the hold, so an acknowledged
 //!   reservation is never lost; the projector brings it to Postgres eventually.

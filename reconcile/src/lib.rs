@@ -3,14 +3,17 @@
 //! - [`format`], [`export`], [`verify`]: the signed, hash-chained ledger export, re-exported
 //!   from `allot_export` (which the API's `GET /v1/exports/ledger` shares).
 //! - [`keys`]: the Ed25519 key that signs manifests, and the development key.
-//! - [`store`]: connections and what the CLI reads from Postgres (offerings, ledgers).
+//! - [`store`]: the connection (which applies any migration not yet applied, as the API
+//!   does, so the tables the CLI reads always exist) and the offerings and their ledgers.
 //! - [`check`]: TigerBeetle against Postgres, every disagreement named.
 //! - [`statement`]: bank statements (CSV, camt.053) into Postgres; [`matching`]: statement
 //!   lines against payment notifications.
 //! - [`report`]: funds per offering.
-//! - [`audit`]: the audit chain's append statement and its verification.
+//! - [`audit`]: verifies the audit chain with the hash rule kept in `allot_store::audit`.
 //!
 //! Invariants:
+//! - No SQL here: every statement is in `allot_store`; no TigerBeetle type here: the ledger
+//!   is read through `allot_ledger`.
 //! - Nothing here writes to TigerBeetle: reconciliation and exports only read the ledger.
 //! - The export format has one owner, `allot_export`: the CLI writes and verifies exports
 //!   only through it.

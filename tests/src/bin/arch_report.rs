@@ -25,4 +25,7 @@ fn main() {
     println!("crates naming tigerbeetle:  {:?}", f.crates_naming_tigerbeetle);
     let broken = architecture::violations(&tree);
     println!("invariants broken:          {}", broken.len());
+    for line in &broken {
+        println!("  {line}");
+    }
 }
