@@ -196,10 +196,64 @@ async fn check_offering(
     report: &mut CheckReport,
     progress: &ProgressBar,
 ) -> Result<(), String> {
+    let totals = check_zones(ledger, offering, report).await?;
+    let holds = ledger_holds(ledger, offering, progress).await?;
+    let checkpoint = checkpoint(db, ids::ledger_inventory(offering.number)).await?;
+    let now = SystemTime::now();
+    let rows = projection::rows_of_offering(db, &offering.id).await.map_err(|e| e.to_string())?;
+    futures::pin_mut!(rows);
+    let mut seen = HashSet::with_capacity(holds.len());
+    let (mut pg_rows, mut pg_confirmed) = (0u64, 0u128);
+    while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
+        pg_rows += 1;
+        if row.status == ReservationStatus::Confirmed {
+            pg_confirmed += row.quantity as u128;
+        }
+        let hold = u128::from_str_radix(&row.reservation_id, 16).ok().and_then(|base| {
+            seen.insert(base);
+            holds.get(&base)
+        });
+        compare_row(&row, hold, (checkpoint, now), report);
+    }
+    let unprojected = flag_missing_rows(&holds, &seen, checkpoint, report);
+    if unprojected > 0 {
+        report.notes.push(format!("{}: {unprojected} holds not yet projected", offering.id));
+    }
+    report.row(&offering.id, "reservations", holds.len(), pg_rows);
+    report.row(&offering.id, "held", totals.held, "-");
+    report.row(&offering.id, "confirmed", totals.confirmed, pg_confirmed);
+    let late_confirms = holds
+        .values()
+        .any(|h| matches!(h.resolved, Some((at, ReservationStatus::Confirmed)) if at > checkpoint));
+    if totals.confirmed != pg_confirmed && !late_confirms {
+        report.flag(
+            "confirmed_total_mismatch",
+            format!("offering:{}", offering.id),
+            format!(
+                "ledger confirmed {}, Postgres confirmed reservations {pg_confirmed}",
+                totals.confirmed
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// An offering's units as the ledger counts them, summed over its zones.
+#[derive(Debug, Default)]
+struct UnitTotals {
+    held: u128,
+    confirmed: u128,
+}
+
+/// Each zone's supply against the configuration, and no zone oversold; the supply rows.
+async fn check_zones(
+    ledger: &Ledger,
+    offering: &OfferingRow,
+    report: &mut CheckReport,
+) -> Result<UnitTotals, String> {
     let subject = format!("offering:{}", offering.id);
-    let spec = offering.spec();
-    let balances = ledger.zone_balances(&spec).await.map_err(|e| e.to_string())?;
-    let (mut supply, mut held, mut confirmed, mut remaining) = (0u128, 0u128, 0u128, 0u128);
+    let balances = ledger.zone_balances(&offering.spec()).await.map_err(|e| e.to_string())?;
+    let (mut supply, mut remaining, mut totals) = (0u128, 0u128, UnitTotals::default());
     for (zone, (configured, _)) in balances.iter().zip(offering.zones()) {
         if zone.supply != configured {
             report.flag(
@@ -222,76 +276,77 @@ async fn check_offering(
             );
         }
         supply += zone.supply;
-        held += zone.held;
-        confirmed += zone.confirmed;
+        totals.held += zone.held;
+        totals.confirmed += zone.confirmed;
         remaining += zone.remaining;
     }
     let configured: u128 = offering.zones().iter().map(|z| z.0).sum();
     report.row(&offering.id, "supply", supply, configured);
-    report.row(&offering.id, "remaining + held + confirmed", remaining + held + confirmed, supply);
+    let accounted = remaining + totals.held + totals.confirmed;
+    report.row(&offering.id, "remaining + held + confirmed", accounted, supply);
+    Ok(totals)
+}
 
-    let holds = ledger_holds(ledger, offering, progress).await?;
-    let checkpoint = checkpoint(db, ids::ledger_inventory(offering.number)).await?;
-    let now = SystemTime::now();
-    let rows = projection::rows_of_offering(db, &offering.id).await.map_err(|e| e.to_string())?;
-    futures::pin_mut!(rows);
-    let mut seen = HashSet::with_capacity(holds.len());
-    let (mut pg_rows, mut pg_confirmed) = (0u64, 0u128);
-    while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
-        pg_rows += 1;
-        let ProjectedRow { reservation_id: id, zone, user_id: user, quantity, status } = row;
-        if status == ReservationStatus::Confirmed {
-            pg_confirmed += quantity as u128;
-        }
-        let subject = format!("reservation:{id}");
-        let hold = u128::from_str_radix(&id, 16).ok().and_then(|base| {
-            seen.insert(base);
-            holds.get(&base)
-        });
-        let Some(hold) = hold else {
+/// One projected reservation against the hold the ledger has under its id, if any.
+/// `at` is the projector's checkpoint and the time of the check.
+fn compare_row(
+    row: &ProjectedRow,
+    hold: Option<&LedgerHold>,
+    at: (SystemTime, SystemTime),
+    report: &mut CheckReport,
+) {
+    let ProjectedRow { reservation_id: id, zone, user_id: user, quantity, status } = row;
+    let subject = format!("reservation:{id}");
+    let Some(hold) = hold else {
+        report.flag(
+            "reservation_not_in_ledger",
+            subject,
+            "Postgres has a reservation the ledger never held",
+        );
+        return;
+    };
+    if hold.placed.quantity != *quantity as u128 {
+        report.flag(
+            "reservation_quantity_mismatch",
+            &subject,
+            format!("ledger {}, Postgres {quantity}", hold.placed.quantity),
+        );
+    }
+    if hold.placed.person != *user as u64 {
+        report.flag(
+            "reservation_person_mismatch",
+            &subject,
+            format!("ledger person {}, Postgres user {user}", hold.placed.person),
+        );
+    }
+    if hold.placed.zone as i32 != *zone {
+        report.flag(
+            "reservation_zone_mismatch",
+            &subject,
+            format!("ledger zone {}, Postgres {zone}", hold.placed.zone),
+        );
+    }
+    if let Some(expected) = hold.expected_status(at.0, at.1) {
+        if expected != *status {
             report.flag(
-                "reservation_not_in_ledger",
-                subject,
-                "Postgres has a reservation the ledger never held",
-            );
-            continue;
-        };
-        if hold.placed.quantity != quantity as u128 {
-            report.flag(
-                "reservation_quantity_mismatch",
+                "reservation_status_mismatch",
                 &subject,
-                format!("ledger {}, Postgres {quantity}", hold.placed.quantity),
+                format!("ledger {expected}, Postgres {status}"),
             );
-        }
-        if hold.placed.person != user as u64 {
-            report.flag(
-                "reservation_person_mismatch",
-                &subject,
-                format!("ledger person {}, Postgres user {user}", hold.placed.person),
-            );
-        }
-        if hold.placed.zone as i32 != zone {
-            report.flag(
-                "reservation_zone_mismatch",
-                &subject,
-                format!("ledger zone {}, Postgres {zone}", hold.placed.zone),
-            );
-        }
-        if let Some(expected) = hold.expected_status(checkpoint, now) {
-            if expected != status {
-                report.flag(
-                    "reservation_status_mismatch",
-                    &subject,
-                    format!("ledger {expected}, Postgres {status}"),
-                );
-            }
         }
     }
+}
+
+/// Holds the projector should have written by its checkpoint but Postgres lacks; returns
+/// how many later holds are simply not projected yet.
+fn flag_missing_rows(
+    holds: &HashMap<u128, LedgerHold>,
+    seen: &HashSet<u128>,
+    checkpoint: SystemTime,
+    report: &mut CheckReport,
+) -> u64 {
     let mut unprojected = 0u64;
-    for (base, hold) in &holds {
-        if seen.contains(base) {
-            continue;
-        }
+    for (base, hold) in holds.iter().filter(|(base, _)| !seen.contains(*base)) {
         if hold.placed.created_at <= checkpoint {
             report.flag(
                 "reservation_missing_in_postgres",
@@ -305,23 +360,7 @@ async fn check_offering(
             unprojected += 1;
         }
     }
-    if unprojected > 0 {
-        report.notes.push(format!("{}: {unprojected} holds not yet projected", offering.id));
-    }
-    report.row(&offering.id, "reservations", holds.len(), pg_rows);
-    report.row(&offering.id, "held", held, "-");
-    report.row(&offering.id, "confirmed", confirmed, pg_confirmed);
-    let late_confirms = holds
-        .values()
-        .any(|h| matches!(h.resolved, Some((at, ReservationStatus::Confirmed)) if at > checkpoint));
-    if confirmed != pg_confirmed && !late_confirms {
-        report.flag(
-            "confirmed_total_mismatch",
-            format!("offering:{}", offering.id),
-            format!("ledger confirmed {confirmed}, Postgres confirmed reservations {pg_confirmed}"),
-        );
-    }
-    Ok(())
+    unprojected
 }
 
 /// Money in the ledger (deposits and refunds on the THB ledger) against the payment
