@@ -99,78 +99,9 @@ pub async fn run(
     for (i, p) in paid.iter().enumerate() {
         by_reference.entry(p.reference.clone()).or_default().push(i);
     }
+    let window = Window { days: window_days, span: window };
     for line in &lines {
-        if line.amount <= 0 {
-            report.debits_skipped += 1;
-            continue;
-        }
-        let subject = format!("statement:{}/{}", line.statement, line.entry);
-        if line.currency != "THB" {
-            report.exceptions.push(Exception {
-                kind: "currency_not_thb",
-                subject,
-                detail: format!("{} {}", line.amount, line.currency),
-            });
-            continue;
-        }
-        let candidates = by_reference.get(&line.reference).cloned().unwrap_or_default();
-        let open: Vec<usize> = candidates.into_iter().filter(|i| !paid[*i].used).collect();
-        let booked_on = line.booked_on;
-        let distance = |p: &Paid| (p.paid_on - booked_on).abs();
-        let exact = open
-            .iter()
-            .filter(|i| paid[**i].amount == line.amount && distance(&paid[**i]) <= window)
-            .min_by_key(|i| distance(&paid[**i]));
-        if let Some(&i) = exact {
-            paid[i].used = true;
-            report.matched.push((line.id, paid[i].key.clone()));
-            continue;
-        }
-        if let Some(&i) = open.iter().find(|i| paid[**i].amount == line.amount) {
-            paid[i].used = true;
-            report.exceptions.push(Exception {
-                kind: "date_outside_window",
-                subject,
-                detail: format!(
-                    "booked {} but payment {} was made {} ({} days apart, window {window_days})",
-                    line.booked_on,
-                    paid[i].key,
-                    paid[i].paid_on,
-                    distance(&paid[i]).whole_days()
-                ),
-            });
-            continue;
-        }
-        if let Some(&i) = open.iter().min_by_key(|i| distance(&paid[**i])) {
-            paid[i].used = true;
-            report.exceptions.push(Exception {
-                kind: "amount_mismatch",
-                subject,
-                detail: format!(
-                    "reference {}: statement {} satang, payment {} {} satang (difference {})",
-                    line.reference,
-                    line.amount,
-                    paid[i].key,
-                    paid[i].amount,
-                    line.amount - paid[i].amount
-                ),
-            });
-            continue;
-        }
-        let hint = match intents.get(&line.reference) {
-            Some(payment) => format!(
-                "; the reference belongs to payment {payment}, whose notification never arrived"
-            ),
-            None => String::new(),
-        };
-        report.exceptions.push(Exception {
-            kind: "statement_line_without_payment",
-            subject,
-            detail: format!(
-                "{} satang on {} with reference {:?}: no payment notification{hint}",
-                line.amount, line.booked_on, line.reference
-            ),
-        });
+        match_line(line, &mut paid, &by_reference, &intents, window, &mut report);
     }
     for p in paid.iter().filter(|p| !p.used && p.paid_on >= first && p.paid_on <= last) {
         report.exceptions.push(Exception {
@@ -183,6 +114,98 @@ pub async fn run(
         });
     }
     Ok(report)
+}
+
+/// How far apart a statement's booking date and a payment's date may be.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    days: i64,
+    span: Duration,
+}
+
+/// Pairs one statement line with an unused payment of its reference (same amount within
+/// the window first, then same amount outside it, then the nearest in time), or names why
+/// it cannot be paired.
+fn match_line(
+    line: &Line,
+    paid: &mut [Paid],
+    by_reference: &HashMap<String, Vec<usize>>,
+    intents: &HashMap<String, String>,
+    window: Window,
+    report: &mut MatchReport,
+) {
+    if line.amount <= 0 {
+        report.debits_skipped += 1;
+        return;
+    }
+    let subject = format!("statement:{}/{}", line.statement, line.entry);
+    if line.currency != "THB" {
+        report.exceptions.push(Exception {
+            kind: "currency_not_thb",
+            subject,
+            detail: format!("{} {}", line.amount, line.currency),
+        });
+        return;
+    }
+    let candidates = by_reference.get(&line.reference).cloned().unwrap_or_default();
+    let open: Vec<usize> = candidates.into_iter().filter(|i| !paid[*i].used).collect();
+    let booked_on = line.booked_on;
+    let distance = |p: &Paid| (p.paid_on - booked_on).abs();
+    let exact = open
+        .iter()
+        .filter(|i| paid[**i].amount == line.amount && distance(&paid[**i]) <= window.span)
+        .min_by_key(|i| distance(&paid[**i]));
+    if let Some(&i) = exact {
+        paid[i].used = true;
+        report.matched.push((line.id, paid[i].key.clone()));
+        return;
+    }
+    if let Some(&i) = open.iter().find(|i| paid[**i].amount == line.amount) {
+        paid[i].used = true;
+        report.exceptions.push(Exception {
+            kind: "date_outside_window",
+            subject,
+            detail: format!(
+                "booked {} but payment {} was made {} ({} days apart, window {})",
+                line.booked_on,
+                paid[i].key,
+                paid[i].paid_on,
+                distance(&paid[i]).whole_days(),
+                window.days
+            ),
+        });
+        return;
+    }
+    if let Some(&i) = open.iter().min_by_key(|i| distance(&paid[**i])) {
+        paid[i].used = true;
+        report.exceptions.push(Exception {
+            kind: "amount_mismatch",
+            subject,
+            detail: format!(
+                "reference {}: statement {} satang, payment {} {} satang (difference {})",
+                line.reference,
+                line.amount,
+                paid[i].key,
+                paid[i].amount,
+                line.amount - paid[i].amount
+            ),
+        });
+        return;
+    }
+    let hint = match intents.get(&line.reference) {
+        Some(payment) => format!(
+            "; the reference belongs to payment {payment}, whose notification never arrived"
+        ),
+        None => String::new(),
+    };
+    report.exceptions.push(Exception {
+        kind: "statement_line_without_payment",
+        subject,
+        detail: format!(
+            "{} satang on {} with reference {:?}: no payment notification{hint}",
+            line.amount, line.booked_on, line.reference
+        ),
+    });
 }
 
 async fn intents_by_reference(db: &Client) -> Result<HashMap<String, String>, String> {
