@@ -1,12 +1,10 @@
 //! What every path that places a hold shares: the hold's id, derived from its request, the
-//! id's text form (the `reservation_id` clients see), and the error of a ledger call that
-//! ran out of time. Direct reservations, allotments and waitlist offers all use these, so
+//! id's text form (the `reservation_id` clients see). A ledger call that runs out of time
+//! is `ApiError::ledger_timeout`, the same on every path. Direct reservations, allotments and waitlist offers all use these, so
 //! they sit below `reservations` and `fairness`, which both import this module.
 
 use allot_ledger::HoldId;
 use sha2::{Digest, Sha256};
-
-use crate::error::{ApiError, ErrorCode};
 
 /// The hold id of a request: the same person, offering and key always name the same hold,
 /// which is what makes a retried request safe.
@@ -29,14 +27,6 @@ pub fn parse_id(text: &str) -> Option<HoldId> {
         return None;
     }
     u128::from_str_radix(text, 16).ok().and_then(HoldId::new)
-}
-
-/// What a caller is told when the ledger did not answer within its deadline: counted and
-/// logged here, so every path reports it alike.
-pub fn ledger_timeout() -> ApiError {
-    metrics::counter!("allot_ledger_timeouts_total").increment(1);
-    tracing::warn!("ledger call timed out");
-    ApiError::new(ErrorCode::LedgerUnavailable)
 }
 
 #[cfg(test)]

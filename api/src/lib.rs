@@ -6,7 +6,7 @@
 //!   OpenAPI document of every endpoint is there too (`routes::openapi`).
 //! - [`catalog`]: offerings, cached in memory for the hot path.
 //! - [`reservations`]: the reservation hot path (TigerBeetle only); [`holds`]: the hold ids
-//!   and ledger deadline it shares with the fairness paths that place holds.
+//!   it shares with the fairness paths that place holds.
 //! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable.
 //! - [`payments`]: payment intents, PromptPay QR, signed bank webhooks that confirm holds in
 //!   the ledger.

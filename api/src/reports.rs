@@ -152,7 +152,7 @@ impl Reports {
 
     /// `read`, or `ledger_timeout` if it takes longer than the ledger may.
     async fn in_time<T>(&self, read: impl std::future::Future<Output = T>) -> ApiResult<T> {
-        let late = |_| crate::reservations::ledger_timeout();
+        let late = |_| ApiError::ledger_timeout();
         tokio::time::timeout(self.ledger_timeout, read).await.map_err(late)
     }
 

@@ -14,7 +14,7 @@ use allot_store::Pool;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub use crate::holds::{format_id, hold_id, ledger_timeout, parse_id};
+pub use crate::holds::{format_id, hold_id, parse_id};
 
 use crate::auth::Principal;
 use crate::catalog::{Catalog, Offering};
@@ -138,7 +138,7 @@ impl Reservations {
         let outcome =
             tokio::time::timeout(self.ledger_timeout, self.ledger.hold(&offering.spec, &request))
                 .await
-                .map_err(|_| ledger_timeout())??;
+                .map_err(|_| ApiError::ledger_timeout())??;
         drop(in_flight);
         let config = &offering.config;
         let held = match outcome {
@@ -175,7 +175,7 @@ impl Reservations {
         let id = parse_id(id).ok_or_else(not_found)?;
         let info = tokio::time::timeout(self.ledger_timeout, self.ledger.hold_info(id))
             .await
-            .map_err(|_| ledger_timeout())??
+            .map_err(|_| ApiError::ledger_timeout())??
             .ok_or_else(not_found)?;
         if info.person != who.person() && !who.is_staff() {
             // Someone else's reservation does not exist, as far as this caller can tell.
@@ -190,7 +190,7 @@ impl Reservations {
         let (info, _) = self.read(who, id).await?;
         let outcome = tokio::time::timeout(self.ledger_timeout, self.ledger.cancel(info.id))
             .await
-            .map_err(|_| ledger_timeout())??;
+            .map_err(|_| ApiError::ledger_timeout())??;
         match outcome {
             CancelOutcome::Cancelled { .. } => Ok(self.read(who, id).await?.1),
             CancelOutcome::AlreadyConfirmed => {

@@ -23,7 +23,7 @@ use crate::auth::Principal;
 use crate::catalog::config::Allocation;
 use crate::catalog::{Catalog, Offering};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::holds::{self, ledger_timeout};
+use crate::holds;
 use crate::notify::outbox::{self, Kind};
 
 /// How often freed units are looked for.
@@ -135,7 +135,7 @@ impl Waitlist {
         let balances =
             tokio::time::timeout(self.ledger_timeout, self.ledger.zone_balances(&offering.spec))
                 .await
-                .map_err(|_| ledger_timeout())??;
+                .map_err(|_| ApiError::ledger_timeout())??;
         Ok(balances.iter().find(|b| b.zone == zone).map_or(0, |b| b.remaining))
     }
 
@@ -218,7 +218,7 @@ impl Waitlist {
         let outcome =
             tokio::time::timeout(self.ledger_timeout, self.ledger.hold(&offering.spec, &request))
                 .await
-                .map_err(|_| ledger_timeout())??;
+                .map_err(|_| ApiError::ledger_timeout())??;
         Ok((id, outcome))
     }
 

@@ -194,7 +194,7 @@ impl Payments {
         let hold = reservations::parse_id(id).ok_or_else(not_found)?;
         let info = tokio::time::timeout(self.ledger_timeout, self.ledger.hold_info(hold))
             .await
-            .map_err(|_| reservations::ledger_timeout())??
+            .map_err(|_| ApiError::ledger_timeout())??
             .ok_or_else(not_found)?;
         if info.person != who.person() {
             return Err(not_found());
