@@ -92,7 +92,15 @@ pub struct PaymentSettings {
     pub webhook_secret_sandbox: Secret,
     /// PromptPay biller ID printed in every payment QR: tax ID + 2-digit suffix.
     pub promptpay_biller_id: String,
+    /// How long after a hold's deadline the ledger keeps it for a payment made by the
+    /// deadline but reported late (a bank's slow webhook, a ledger outage the worker waits
+    /// out). Holders still see the deadline itself; the units return to stock this much
+    /// later. At most [`SETTLEMENT_GRACE_SECONDS_MAX`]; 0 turns the grace off.
+    pub settlement_grace_seconds: u32,
 }
+
+/// A grace longer than this keeps unpaid units from the sale for too long.
+pub const SETTLEMENT_GRACE_SECONDS_MAX: u32 = 24 * 3600;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -202,6 +210,7 @@ impl Default for PaymentSettings {
             webhook_secret_bank: Secret::default(),
             webhook_secret_sandbox: Secret::default(),
             promptpay_biller_id: "010555512345601".into(),
+            settlement_grace_seconds: 15 * 60,
         }
     }
 }
@@ -255,6 +264,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("webhook_secret_bank", "payments.webhook_secret_bank"),
     ("webhook_secret_sandbox", "payments.webhook_secret_sandbox"),
     ("promptpay_biller_id", "payments.promptpay_biller_id"),
+    ("settlement_grace_seconds", "payments.settlement_grace_seconds"),
     ("notify_url", "notify.url"),
     ("notify_from", "notify.from"),
     ("export_signing_key", "exports.signing_key"),

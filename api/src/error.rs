@@ -61,6 +61,7 @@ error_codes! {
     ReservationNotPayable => ("reservation_not_payable", 409),
     PaymentNotFound => ("payment_not_found", 404),
     InvalidSignature => ("invalid_signature", 401),
+    InvalidPaidAt => ("invalid_paid_at", 422),
     NotBookBuilding => ("not_book_building", 409),
     SubscriptionsClosed => ("subscriptions_closed", 409),
     SubscriptionsStillOpen => ("subscriptions_still_open", 409),

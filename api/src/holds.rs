@@ -9,8 +9,19 @@ use sha2::{Digest, Sha256};
 /// The hold id of a request: the same person, offering and key always name the same hold,
 /// which is what makes a retried request safe.
 pub fn hold_id(offering: u32, person: u64, key: &str) -> HoldId {
+    hashed_id(b"allot/hold/v1", offering, person, key)
+}
+
+/// The hold id of a hold the service places itself (an allotment, a waitlist offer). Its
+/// own hash domain keeps it apart from every client's Idempotency-Key: a client who sends
+/// `allotment` as a key names a hold of its own, never the allotment's.
+pub fn internal_hold_id(offering: u32, person: u64, key: &str) -> HoldId {
+    hashed_id(b"allot/hold/internal/v1", offering, person, key)
+}
+
+fn hashed_id(domain: &[u8], offering: u32, person: u64, key: &str) -> HoldId {
     let mut hash = Sha256::new();
-    hash.update(b"allot/hold/v1");
+    hash.update(domain);
     hash.update(offering.to_le_bytes());
     hash.update(person.to_le_bytes());
     hash.update(key.as_bytes());
@@ -42,5 +53,13 @@ mod tests {
         assert_ne!(a, hold_id(1, 42, "key-2"));
         assert_eq!(parse_id(&format_id(a)), Some(a));
         assert_eq!(parse_id("zz"), None);
+    }
+
+    #[test]
+    fn a_client_key_never_names_an_internal_hold() {
+        for key in ["allotment", "waitlist:1:0"] {
+            assert_ne!(hold_id(1, 42, key), internal_hold_id(1, 42, key));
+        }
+        assert_eq!(internal_hold_id(1, 42, "allotment"), internal_hold_id(1, 42, "allotment"));
     }
 }

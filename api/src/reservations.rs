@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use allot_ledger::{
-    CancelOutcome, HoldInfo, HoldOutcome, HoldRejection, HoldRequest, HoldState, Ledger,
+    CancelOutcome, Deadline, HoldId, HoldInfo, HoldOutcome, HoldRejection, HoldRequest, HoldState,
+    Ledger,
 };
 use allot_store::status::ReservationStatus;
 use allot_store::Pool;
@@ -37,6 +38,8 @@ pub struct Reservations {
     /// The waiting room's admission check, and the latency window it feeds.
     gate: Gate,
     ledger_timeout: Duration,
+    /// How long past its deadline a hold waits for a payment made in time.
+    settlement_grace_seconds: u32,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -106,8 +109,9 @@ impl Reservations {
         catalog: Arc<Catalog>,
         gate: Gate,
         ledger_timeout: Duration,
+        settlement_grace_seconds: u32,
     ) -> Reservations {
-        Reservations { ledger, catalog, gate, ledger_timeout }
+        Reservations { ledger, catalog, gate, ledger_timeout, settlement_grace_seconds }
     }
 
     /// Holds units for `who`; `true` alongside when this replays an earlier request.
@@ -131,7 +135,7 @@ impl Reservations {
             zone,
             person: who.person(),
             quantity: body.quantity.into(),
-            timeout_seconds: offering.config.hold_seconds,
+            deadline: Deadline::after(offering.config.hold_seconds, self.settlement_grace_seconds),
             allow_partial: body.allow_partial,
         };
         let in_flight = InFlight::enter();
@@ -142,8 +146,17 @@ impl Reservations {
         drop(in_flight);
         let config = &offering.config;
         let held = match outcome {
+            HoldOutcome::Held(held) if held.replayed => {
+                // A retry: the reservation as it is now (confirmed, cancelled, expired),
+                // not as it was when first held.
+                return Ok((self.current(offering, id).await?, true));
+            }
             HoldOutcome::Held(held) => held,
-            HoldOutcome::SoldOut => return Err(ApiError::new(ErrorCode::SoldOut)),
+            // The key's first request was refused, and a refused hold id stays refused:
+            // the same answer as then; a new key is a new attempt.
+            HoldOutcome::SoldOut | HoldOutcome::IdFailed => {
+                return Err(ApiError::new(ErrorCode::SoldOut))
+            }
             HoldOutcome::PersonLimitExceeded => {
                 return Err(ApiError::field(ErrorCode::PersonLimitExceeded, "quantity")
                     .with_arg("max", config.max_per_person))
@@ -167,6 +180,15 @@ impl Reservations {
             status: HoldState::Held.as_str(),
         };
         Ok((reservation, held.replayed))
+    }
+
+    /// A hold just replayed, as the ledger has it now.
+    async fn current(&self, offering: &Offering, id: HoldId) -> ApiResult<Reservation> {
+        let info = tokio::time::timeout(self.ledger_timeout, self.ledger.hold_info(id))
+            .await
+            .map_err(|_| ApiError::ledger_timeout())??
+            .ok_or_else(|| ApiError::internal("a replayed hold cannot be read"))?;
+        Ok(describe(offering, &info))
     }
 
     /// A reservation as the ledger has it now, for its owner or staff.

@@ -100,6 +100,13 @@ impl Stores {
 fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppState, String> {
     let Stores { db, ledger, catalog } = stores;
     let ledger_timeout = Duration::from_millis(settings.ledger.timeout_ms);
+    let grace = settings.payments.settlement_grace_seconds;
+    if grace > crate::config::SETTLEMENT_GRACE_SECONDS_MAX {
+        return Err(format!(
+            "payments.settlement_grace_seconds: at most {}",
+            crate::config::SETTLEMENT_GRACE_SECONDS_MAX
+        ));
+    }
     let access_seconds = settings.identity.access_token_seconds;
     let tokens = Arc::new(TokenKeys::new(&secrets.token_secret, access_seconds));
     let identity =
@@ -109,6 +116,7 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
         ledger: ledger.clone(),
         catalog: catalog.clone(),
         ledger_timeout,
+        settlement_grace_seconds: grace,
     };
     let fairness = crate::fairness::Fairness::new(
         handles,
@@ -121,6 +129,7 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
         catalog.clone(),
         fairness.gate.clone(),
         ledger_timeout,
+        grace,
     );
     let payments = crate::payments::Payments::new(
         db.clone(),

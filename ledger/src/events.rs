@@ -4,10 +4,10 @@
 //!
 //! This is the one place that decodes a hold from TigerBeetle's fields; `hold.rs` and
 //! `lifecycle.rs` encode it (who is in the credit account id, the zone in `user_data_32`,
-//! the request's fingerprint in `user_data_64`, the attempt in the id's top byte). Readers
+//! the deadline in `user_data_128`, the request's fingerprint in `user_data_64`, the attempt in the id's top byte). Readers
 //! outside the crate see only [`HoldEvent`] and [`MoneyEvent`].
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tigerbeetle_unofficial as tb;
 
@@ -27,8 +27,13 @@ pub struct PlacedHold {
     pub quantity: u128,
     /// The cluster's timestamp of the hold.
     pub created_at: SystemTime,
-    /// When TigerBeetle voids the hold by itself unless it was posted or voided before.
+    /// The deadline the holder was told (see [`crate::Deadline`]): after it the hold is
+    /// expired to everyone, though a payment made by it may still confirm it until
+    /// `lapses_at`.
     pub expires_at: SystemTime,
+    /// When TigerBeetle voids the hold by itself unless it was posted or voided before:
+    /// the deadline plus the settlement grace.
+    pub lapses_at: SystemTime,
     /// Which attempt of the request succeeded (0 = full, 1.. = partial fills).
     pub attempt: u8,
     /// The request's digest, to tell a replay from a reused hold id.
@@ -77,6 +82,7 @@ pub(crate) fn decode_hold(t: &tb::Transfer) -> Result<HoldEvent> {
     Ok(match ids::transfer_kind(t.id()) {
         Some(TransferKind::HoldStock { attempt }) => {
             let (_, offering, _, person) = ids::account_parts(t.credit_account_id());
+            let lapses_at = at + Duration::from_secs(t.timeout().into());
             HoldEvent::Placed(PlacedHold {
                 id,
                 offering,
@@ -84,7 +90,8 @@ pub(crate) fn decode_hold(t: &tb::Transfer) -> Result<HoldEvent> {
                 person,
                 quantity: t.amount(),
                 created_at: at,
-                expires_at: at + Duration::from_secs(t.timeout().into()),
+                expires_at: deadline_of(t).unwrap_or(lapses_at),
+                lapses_at,
                 attempt,
                 fingerprint: t.user_data_64(),
             })
@@ -93,6 +100,15 @@ pub(crate) fn decode_hold(t: &tb::Transfer) -> Result<HoldEvent> {
         Some(TransferKind::VoidStock) => HoldEvent::Cancelled { id, at },
         _ => return Err(not_a_hold(t)),
     })
+}
+
+/// The deadline a hold records in `user_data_128` (unix seconds); `None` for a hold written
+/// before deadlines were recorded (it held the hold id there), whose deadline was its lapse.
+fn deadline_of(t: &tb::Transfer) -> Option<SystemTime> {
+    const UNIX_SECONDS_MAX: u128 = 1 << 40;
+    let seconds = t.user_data_128();
+    (seconds > 0 && seconds < UNIX_SECONDS_MAX)
+        .then(|| UNIX_EPOCH + Duration::from_secs(seconds as u64))
 }
 
 /// Decodes a pending stock transfer, the one record that says who holds what.

@@ -4,7 +4,7 @@
 //! How a hold is written into a transfer's fields is decided here (`submit_hold`); how it is
 //! read back is decided once, in `events.rs`. Change both together.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tb::error::CreateTransferErrorKind as K;
 use tb::transfer::Flags;
@@ -49,9 +49,47 @@ pub struct HoldRequest {
     pub zone: u16,
     pub person: u64,
     pub quantity: u128,
-    pub timeout_seconds: u32,
+    /// When the holder must have paid by: what they are told, fixed by the caller (a
+    /// reservation's is "now + hold", every allotment of a run shares one).
+    pub deadline: Deadline,
     /// Take what is left, in whole lots and never below the minimum, instead of failing.
     pub allow_partial: bool,
+}
+
+/// A hold's deadline, and how long after it the ledger keeps the hold for a payment made in
+/// time but reported late (the settlement grace). TigerBeetle's own timeout is the sum, so
+/// the units stay held until a bank's late report of an on-time payment can still confirm
+/// them; the holder sees only `unix_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    /// Whole seconds since 1970: written into the hold, so every read of it (a replay, the
+    /// projection, a payment) sees the very same instant.
+    pub unix_seconds: u64,
+    pub grace_seconds: u32,
+}
+
+impl Deadline {
+    /// `hold_seconds` from now, to the whole second.
+    pub fn after(hold_seconds: u32, grace_seconds: u32) -> Deadline {
+        let now = unix_seconds(SystemTime::now());
+        Deadline { unix_seconds: now + u64::from(hold_seconds), grace_seconds }
+    }
+
+    pub fn time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.unix_seconds)
+    }
+
+    /// TigerBeetle's timeout for a hold submitted at `now`: to the deadline, plus the grace.
+    /// `None` when the deadline has passed or lies beyond [`HOLD_SECONDS_MAX`].
+    fn timeout_seconds(self, now: SystemTime) -> Option<u32> {
+        let left = self.unix_seconds.checked_sub(unix_seconds(now)).filter(|s| *s > 0)?;
+        let left = u32::try_from(left).ok().filter(|s| *s <= HOLD_SECONDS_MAX)?;
+        left.checked_add(self.grace_seconds)
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl HoldRequest {
@@ -69,7 +107,7 @@ impl HoldRequest {
         eat(&self.zone.to_le_bytes());
         eat(&self.person.to_le_bytes());
         eat(&self.quantity.to_le_bytes());
-        eat(&self.timeout_seconds.to_le_bytes());
+        // Not the deadline: a retry a second later asks for the same hold.
         eat(&[self.allow_partial as u8]);
         hash
     }
@@ -82,14 +120,14 @@ pub enum HoldRejection {
     BelowMinimum,
     NotLotMultiple,
     AboveMaximum,
+    /// The deadline has passed, or lies further ahead than [`HOLD_SECONDS_MAX`].
     TimeoutOutOfRange,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Held {
     pub quantity: u128,
-    /// The deadline; computed from the cluster's timestamp when known, otherwise from our
-    /// clock before submission, which can only be earlier than the real one.
+    /// The deadline the holder is told (the request's, as the hold records it).
     pub expires_at: SystemTime,
     /// The hold existed already: this call was a replay.
     pub replayed: bool,
@@ -102,6 +140,10 @@ pub enum HoldOutcome {
     PersonLimitExceeded,
     /// The hold id was used before for a different request.
     IdReused,
+    /// This hold id was refused once (sold out, over the cap) and TigerBeetle refuses it
+    /// forever (`id_already_failed`): whatever is left now, only a new id can hold it. Not
+    /// a sellout: a caller that retries on its own (the waitlist) takes a new id.
+    IdFailed,
     Rejected(HoldRejection),
 }
 
@@ -110,6 +152,7 @@ enum Attempt {
     Existed,
     StockShort,
     QuotaShort,
+    IdFailed,
 }
 
 impl Ledger {
@@ -119,6 +162,9 @@ impl Ledger {
         if let Err(rejection) = check_request(spec, req) {
             return Ok(HoldOutcome::Rejected(rejection));
         }
+        let Some(timeout) = req.deadline.timeout_seconds(SystemTime::now()) else {
+            return Ok(HoldOutcome::Rejected(HoldRejection::TimeoutOutOfRange));
+        };
         self.ensure_person(spec, req.person).await?;
         let attempts = if req.allow_partial { PARTIAL_ATTEMPTS_MAX } else { 0 };
         let mut last = HoldOutcome::SoldOut;
@@ -130,15 +176,15 @@ impl Ledger {
                 // may be the one that succeeded, and only the cluster knows.
                 self.partial_quantity(spec, req).await?.unwrap_or(spec.min_quantity)
             };
-            let submitted_at = SystemTime::now();
-            match self.submit_hold(spec, req, attempt, quantity).await? {
+            match self.submit_hold(spec, req, attempt, quantity, timeout).await? {
                 Attempt::Created => {
-                    let expires_at = submitted_at + Duration::from_secs(req.timeout_seconds.into());
+                    let expires_at = req.deadline.time();
                     return Ok(HoldOutcome::Held(Held { quantity, expires_at, replayed: false }));
                 }
                 Attempt::Existed => return self.replayed_hold(req, attempt).await,
                 Attempt::StockShort => last = HoldOutcome::SoldOut,
                 Attempt::QuotaShort => last = HoldOutcome::PersonLimitExceeded,
+                Attempt::IdFailed => last = HoldOutcome::IdFailed,
             }
         }
         Ok(last)
@@ -150,14 +196,15 @@ impl Ledger {
         req: &HoldRequest,
         attempt: u8,
         quantity: u128,
+        timeout: u32,
     ) -> Result<Attempt> {
         let base = req.id.get();
         let pending = |kind: TransferKind| {
             Transfer::new(ids::transfer_id(kind, base))
                 .with_amount(quantity)
                 .with_code(kind.code())
-                .with_timeout(req.timeout_seconds)
-                .with_user_data_128(base)
+                .with_timeout(timeout)
+                .with_user_data_128(req.deadline.unix_seconds.into())
                 .with_user_data_64(req.fingerprint())
                 .with_user_data_32(req.zone as u32)
         };
@@ -175,8 +222,9 @@ impl Ledger {
         Ok(match chain_cause(&results) {
             None => Attempt::Created,
             Some((0, k)) if is_exists(k) => Attempt::Existed,
-            Some((0, K::ExceedsCredits | K::IdAlreadyFailed)) => Attempt::StockShort,
-            Some((1, K::ExceedsCredits | K::IdAlreadyFailed)) => Attempt::QuotaShort,
+            Some((_, K::IdAlreadyFailed)) => Attempt::IdFailed,
+            Some((0, K::ExceedsCredits)) => Attempt::StockShort,
+            Some((1, K::ExceedsCredits)) => Attempt::QuotaShort,
             Some((i, k)) => {
                 return Err(LedgerError::Unexpected(format!("hold event {i}: {k:?}")));
             }
@@ -220,9 +268,6 @@ impl Ledger {
 fn check_request(spec: &OfferingSpec, req: &HoldRequest) -> Result<(), HoldRejection> {
     if spec.zone(req.zone).is_none() {
         return Err(HoldRejection::UnknownZone);
-    }
-    if req.timeout_seconds == 0 || req.timeout_seconds > HOLD_SECONDS_MAX {
-        return Err(HoldRejection::TimeoutOutOfRange);
     }
     if req.quantity < spec.min_quantity {
         return Err(HoldRejection::BelowMinimum);

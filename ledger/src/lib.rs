@@ -49,7 +49,7 @@ use tigerbeetle_unofficial as tb;
 pub use error::{LedgerError, Result};
 pub use events::{HoldEvent, MoneyEvent, MoneyKind, PlacedHold};
 pub use export::{ExportAccount, ExportTransfer};
-pub use hold::{Held, HoldId, HoldOutcome, HoldRejection, HoldRequest, HOLD_SECONDS_MAX};
+pub use hold::{Deadline, Held, HoldId, HoldOutcome, HoldRejection, HoldRequest, HOLD_SECONDS_MAX};
 pub use lifecycle::{CancelOutcome, ConfirmOutcome, HoldInfo, HoldState, Payment};
 pub use offering::{clearing_account, OfferingSpec, ZoneSpec};
 pub use page::PAGE_EVENTS_MAX;

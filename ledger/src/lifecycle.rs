@@ -48,7 +48,11 @@ pub struct HoldInfo {
     pub person: u64,
     pub quantity: u128,
     pub created_at: SystemTime,
+    /// The deadline the holder was told; past it an unpaid hold is `Expired`.
     pub expires_at: SystemTime,
+    /// When TigerBeetle releases the units: the deadline plus the settlement grace, during
+    /// which a payment made by the deadline can still confirm the hold.
+    pub lapses_at: SystemTime,
     pub state: HoldState,
     /// Which attempt of the request succeeded (0 = full, 1.. = partial fills).
     pub attempt: u8,
@@ -122,6 +126,7 @@ impl Ledger {
             quantity: hold.quantity,
             created_at: hold.created_at,
             expires_at: hold.expires_at,
+            lapses_at: hold.lapses_at,
             state,
             attempt: hold.attempt,
             fingerprint: hold.fingerprint,
@@ -179,11 +184,16 @@ impl Ledger {
         })
     }
 
-    /// Cancels a hold: voids both pending transfers in one linked chain.
+    /// Cancels a hold: voids both pending transfers in one linked chain. Past its deadline
+    /// a hold is no longer cancellable, though the ledger still holds it through the
+    /// settlement grace: a payment made in time may yet confirm it.
     pub async fn cancel(&self, id: HoldId) -> Result<CancelOutcome> {
         let Some(info) = self.hold_info(id).await? else {
             return Ok(CancelOutcome::HoldNotFound);
         };
+        if info.state == HoldState::Expired {
+            return Ok(CancelOutcome::AlreadyExpired);
+        }
         let base = id.get();
         let void_stock = self
             .resolve(

@@ -148,6 +148,8 @@ pub struct RecordedRow {
     pub reference: String,
     pub amount_satang: i64,
     pub payment_id: Option<String>,
+    /// When the payer paid, as the bank said the first time.
+    pub paid_at: SystemTime,
 }
 
 /// Records a notification unless its (gateway, transaction id) was recorded before; either
@@ -166,11 +168,11 @@ pub async fn record_notification(
                 VALUES ($1, $2, $3, $4, $5,
                         (SELECT payment_id FROM payment_intents WHERE reference = $6), $7, $8)
                 ON CONFLICT (gateway, transaction_id) DO NOTHING
-                RETURNING reference, amount_satang, payment_id
+                RETURNING reference, amount_satang, payment_id, paid_at
              )
-             SELECT reference, amount_satang, payment_id FROM inserted
+             SELECT reference, amount_satang, payment_id, paid_at FROM inserted
              UNION ALL
-             SELECT reference, amount_satang, payment_id FROM payment_notifications
+             SELECT reference, amount_satang, payment_id, paid_at FROM payment_notifications
              WHERE gateway = $1 AND transaction_id = $2 AND NOT EXISTS (SELECT 1 FROM inserted)",
             &[
                 &n.gateway,
@@ -189,7 +191,7 @@ pub async fn record_notification(
         // snapshot: the insert saw it, the read could not. A new statement sees it.
         row = client
             .query_opt(
-                "SELECT reference, amount_satang, payment_id FROM payment_notifications
+                "SELECT reference, amount_satang, payment_id, paid_at FROM payment_notifications
                  WHERE gateway = $1 AND transaction_id = $2",
                 &[&n.gateway, &n.transaction_id],
             )
@@ -199,6 +201,7 @@ pub async fn record_notification(
         reference: row.get(0),
         amount_satang: row.get(1),
         payment_id: row.get(2),
+        paid_at: row.get(3),
     }))
 }
 
@@ -271,6 +274,7 @@ pub struct UnappliedRow {
     pub amount_satang: i64,
     pub payment_id: Option<String>,
     pub ledger_id: String,
+    pub paid_at: SystemTime,
 }
 
 /// Up to `rows_max` notifications received before `cutoff` and still unapplied, oldest
@@ -282,7 +286,7 @@ pub async fn unapplied(
 ) -> Result<Vec<UnappliedRow>, Error> {
     let rows = client
         .query(
-            "SELECT gateway, transaction_id, amount_satang, payment_id, ledger_id
+            "SELECT gateway, transaction_id, amount_satang, payment_id, ledger_id, paid_at
              FROM payment_notifications
              WHERE applied_at IS NULL AND received_at < $1
              ORDER BY received_at LIMIT $2",
@@ -297,6 +301,7 @@ pub async fn unapplied(
             amount_satang: row.get(2),
             payment_id: row.get(3),
             ledger_id: row.get(4),
+            paid_at: row.get(5),
         })
         .collect())
 }

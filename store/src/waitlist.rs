@@ -1,5 +1,5 @@
-//! The waitlist (migration V5): one entry per person and offering, ever, served in joining
-//! order (`seq`) per zone.
+//! The waitlist (migrations V5, V6): one entry per person and offering, ever, served in
+//! joining order (`seq`) per zone; each entry counts its offer attempts (`offer_attempt`).
 
 use crate::status::WaitlistStatus;
 use crate::{Error, GenericClient};
@@ -22,6 +22,8 @@ pub struct WaitingRow {
     pub user_id: i64,
     pub quantity: i64,
     pub seq: i64,
+    /// Offers that lost the race for the units so far: the next offer's hold id takes it.
+    pub attempt: i32,
 }
 
 /// Adds an entry unless the person has one (in any status).
@@ -101,14 +103,19 @@ pub async fn line(
 ) -> Result<Vec<WaitingRow>, Error> {
     let rows = client
         .query(
-            "SELECT user_id, quantity, seq FROM waitlist_entries
+            "SELECT user_id, quantity, seq, offer_attempt FROM waitlist_entries
              WHERE offering_id = $1 AND zone = $2 AND status = 'waiting' ORDER BY seq LIMIT $3",
             &[&offering_id, &zone, &limit],
         )
         .await?;
     Ok(rows
         .iter()
-        .map(|r| WaitingRow { user_id: r.get(0), quantity: r.get(1), seq: r.get(2) })
+        .map(|r| WaitingRow {
+            user_id: r.get(0),
+            quantity: r.get(1),
+            seq: r.get(2),
+            attempt: r.get(3),
+        })
         .collect())
 }
 
@@ -125,6 +132,24 @@ pub async fn settle(
             "UPDATE waitlist_entries SET status = $3, reservation_id = $4, offered_at = now()
              WHERE offering_id = $1 AND user_id = $2 AND status = 'waiting'",
             &[&offering_id, &user_id, &status, &reservation_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Moves a waiting entry past an offer attempt whose hold id the ledger refused: the next
+/// offer uses a fresh id. Only from `attempt`, so two rounds racing bump it once.
+pub async fn next_attempt(
+    client: &impl GenericClient,
+    offering_id: &str,
+    user_id: i64,
+    attempt: i32,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE waitlist_entries SET offer_attempt = offer_attempt + 1
+             WHERE offering_id = $1 AND user_id = $2 AND status = 'waiting' AND offer_attempt = $3",
+            &[&offering_id, &user_id, &attempt],
         )
         .await?;
     Ok(())

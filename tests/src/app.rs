@@ -81,6 +81,9 @@ pub fn settings(
     s.database.pool_max = 8;
     s.ledger.addresses = tigerbeetle::shared().address();
     s.ledger.projector_interval_ms = 50;
+    // Units of an unpaid hold come back at its deadline, as the tests of expiry and the
+    // waitlist expect; the tests of the settlement grace turn it on.
+    s.payments.settlement_grace_seconds = 0;
     // Cheap proof of work and no rate limits: tests register many people from one IP.
     // The fairness tests turn both back on to test them.
     s.fairness.pow_cost = 1;

@@ -62,6 +62,21 @@ pub async fn open_payment(app: &TestApp, token: &str, reservation: &str) -> Valu
     res.json().await.unwrap()
 }
 
+/// Bangkok's offset: banks date their statements in local time.
+pub const BANGKOK: time::UtcOffset = time::macros::offset!(+7);
+
+/// A bank's `paid_at` for a payment made just now, in Bangkok time (RFC 3339). Payments
+/// must be recent: a `paid_at` far in the past is refused.
+pub fn paid_now() -> String {
+    let now = time::OffsetDateTime::now_utc().to_offset(BANGKOK);
+    now.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// The Bangkok date of a payment made just now (see [`paid_now`]), for statement lines.
+pub fn paid_today() -> time::Date {
+    time::OffsetDateTime::now_utc().to_offset(BANGKOK).date()
+}
+
 /// Delivers the bank's notification that `amount_satang` arrived under `reference`.
 pub async fn bank_pays(
     app: &TestApp,
@@ -116,14 +131,8 @@ pub async fn sale(app: &TestApp, offering: &str) -> Sale {
         let intent = open_payment(app, &token, &id).await;
         let reference = intent["reference"].as_str().unwrap();
         let amount = intent["amount_satang"].as_u64().unwrap();
-        let answer = bank_pays(
-            app,
-            &format!("{offering}-T{i}"),
-            reference,
-            amount,
-            "2026-03-02T10:00:00+07:00",
-        )
-        .await;
+        let answer =
+            bank_pays(app, &format!("{offering}-T{i}"), reference, amount, &paid_now()).await;
         assert_eq!(answer["status"], "succeeded", "{answer}");
         paid.push((id, intent));
     }

@@ -76,7 +76,7 @@ fn notification(transaction_id: &str, reference: &str, amount_satang: u64) -> Ve
         "transaction_id": transaction_id,
         "reference": reference,
         "amount_satang": amount_satang,
-        "paid_at": "2026-11-22T10:00:00+07:00",
+        "paid_at": allot_tests::finance::paid_now(),
     }))
     .unwrap()
 }

@@ -121,12 +121,15 @@ async fn statements_match_payments_and_exceptions_are_named() {
 
     // A CSV statement: the first payment exactly (booked the next day, lower-case ref),
     // the second one satang more than paid, and money nobody told us about.
+    let day = allot_tests::finance::paid_today();
+    let next = day.next_day().unwrap();
+    let (d, m, y) = (next.day(), next.month() as u8, next.year());
     let csv = format!(
         "booking_date,amount,currency,reference,entry_id\n\
-         03/03/2026,{},THB,{},B-1\n\
-         2026-03-02,{},THB,{},B-2\n\
-         2026-03-02,500.00,THB,UNKNOWNREF0000,B-3\n\
-         2026-03-02,-20.00,THB,FEE,B-4\n",
+         {d:02}/{m:02}/{y},{},THB,{},B-1\n\
+         {day},{},THB,{},B-2\n\
+         {day},500.00,THB,UNKNOWNREF0000,B-3\n\
+         {day},-20.00,THB,FEE,B-4\n",
         baht(amount(first)),
         first["reference"].as_str().unwrap().to_lowercase(),
         baht(amount(second) + 1),
@@ -164,10 +167,11 @@ async fn statements_match_payments_and_exceptions_are_named() {
     let xml = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt><Stmt><Id>S-0304</Id>
-<Ntry><Amt Ccy="THB">{}</Amt><CdtDbtInd>CRDT</CdtDbtInd><BookgDt><Dt>2026-03-04</Dt></BookgDt><AcctSvcrRef>C-1</AcctSvcrRef>
+<Ntry><Amt Ccy="THB">{}</Amt><CdtDbtInd>CRDT</CdtDbtInd><BookgDt><Dt>{}</Dt></BookgDt><AcctSvcrRef>C-1</AcctSvcrRef>
 <NtryDtls><TxDtls><RmtInf><Strd><CdtrRefInf><Ref>{}</Ref></CdtrRefInf></Strd></RmtInf></TxDtls></NtryDtls></Ntry>
 </Stmt></BkToCstmrStmt></Document>"#,
         baht(amount(second)),
+        next.next_day().unwrap(),
         second["reference"].as_str().unwrap()
     );
     let xml_path = dir.path().join("s-0304.xml");

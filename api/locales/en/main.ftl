@@ -34,6 +34,7 @@ internal_error = Something went wrong on our side. Nothing was changed.
 reservation_not_payable = This reservation cannot be paid: it is already confirmed or was cancelled.
 payment_not_found = This payment does not exist.
 invalid_signature = The webhook signature or timestamp is not valid.
+invalid_paid_at = The payment time is in the future or too long ago to pay for a reservation.
 notify-reservation-made-subject = Your reservation for { $offering }
 notify-reservation-made-body = You have reserved { $offering }. Pay { $amount } baht with PromptPay (reference { $reference }) before { $deadline }, or the reservation lapses.
 notify-payment-reminder-subject = Reminder: pay for { $offering } before { $deadline }

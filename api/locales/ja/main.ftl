@@ -34,6 +34,7 @@ internal_error = こちら側で問題が発生しました。変更は何も行
 reservation_not_payable = この予約はお支払いできません。すでに確定済みか、取り消されています。
 payment_not_found = この支払いは存在しません。
 invalid_signature = Webhook の署名またはタイムスタンプが無効です。
+invalid_paid_at = 支払日時が未来であるか、予約の支払いとしては古すぎます。
 notify-reservation-made-subject = { $offering } のご予約
 notify-reservation-made-body = { $offering } を予約しました。{ $deadline } までに PromptPay で { $amount } バーツ（参照番号 { $reference }）をお支払いください。期限を過ぎると予約は失効します。
 notify-payment-reminder-subject = リマインダー: { $offering } のお支払い期限は { $deadline } です

@@ -34,6 +34,7 @@ internal_error = 저희 쪽에서 문제가 발생했습니다. 변경된 내용
 reservation_not_payable = 이 예약은 결제할 수 없습니다. 이미 확정되었거나 취소되었습니다.
 payment_not_found = 이 결제는 존재하지 않습니다.
 invalid_signature = 웹훅 서명 또는 타임스탬프가 올바르지 않습니다.
+invalid_paid_at = 결제 시각이 미래이거나 예약 결제로 보기에는 너무 오래되었습니다.
 notify-reservation-made-subject = { $offering } 예약 안내
 notify-reservation-made-body = { $offering } 예약이 완료되었습니다. { $deadline }까지 PromptPay로 { $amount } 바트(참조 번호 { $reference })를 결제하지 않으면 예약이 만료됩니다.
 notify-payment-reminder-subject = 알림: { $offering } 결제 기한은 { $deadline }입니다

@@ -34,6 +34,7 @@ internal_error = เกิดข้อผิดพลาดในระบบข
 reservation_not_payable = ไม่สามารถชำระเงินสำหรับการจองนี้ได้ เนื่องจากได้รับการยืนยันแล้วหรือถูกยกเลิกแล้ว
 payment_not_found = ไม่พบรายการชำระเงินนี้
 invalid_signature = ลายมือชื่อดิจิทัลหรือเวลาของ webhook ไม่ถูกต้อง
+invalid_paid_at = เวลาชำระเงินอยู่ในอนาคตหรือนานเกินกว่าจะใช้ชำระการจองได้
 notify-reservation-made-subject = การจอง { $offering } ของคุณ
 notify-reservation-made-body = คุณได้จอง { $offering } แล้ว กรุณาชำระเงิน { $amount } บาท ผ่านพร้อมเพย์ (เลขอ้างอิง { $reference }) ภายใน { $deadline } มิฉะนั้นการจองจะหมดอายุ
 notify-payment-reminder-subject = เตือน: กรุณาชำระเงินสำหรับ { $offering } ภายใน { $deadline }

@@ -34,6 +34,7 @@ internal_error = 我们这边出现了问题，未做任何更改。
 reservation_not_payable = 此预订无法付款：它已确认或已取消。
 payment_not_found = 此付款不存在。
 invalid_signature = Webhook 签名或时间戳无效。
+invalid_paid_at = 付款时间在未来，或早到无法用于支付预订。
 notify-reservation-made-subject = 您的 { $offering } 预订
 notify-reservation-made-body = 您已预订 { $offering }。请在 { $deadline } 之前通过 PromptPay 支付 { $amount } 泰铢（参考号 { $reference }），否则预订将失效。
 notify-payment-reminder-subject = 提醒：请在 { $deadline } 之前支付 { $offering }

@@ -11,6 +11,10 @@ use crate::error::ApiError;
 pub const SUPPLY_MAX: u64 = 1_000_000_000_000;
 /// Largest price of one unit, in satang (10 million baht).
 pub const PRICE_SATANG_MAX: u64 = 1_000_000_000;
+/// Largest amount one zone's whole supply, or one person's maximum, may cost, in satang
+/// (100 trillion baht). Every sum of amounts (a zone, an offering's 64 zones, a report)
+/// then fits a signed 64-bit integer, so nothing computed after a hold can overflow.
+pub const AMOUNT_SATANG_MAX: u64 = 10_000_000_000_000_000;
 pub const ZONES_MAX: usize = 64;
 pub const ID_BYTES_MAX: usize = 64;
 
@@ -105,6 +109,7 @@ impl OfferingConfig {
                 ));
             }
         }
+        self.validate_amounts()?;
         if self.lot == 0 || self.lot > SUPPLY_MAX {
             return Err(bad("lot", "must be positive"));
         }
@@ -132,6 +137,32 @@ impl OfferingConfig {
             };
             if self.zones.len() != 1 || self.opens_at.is_some_and(|open| close <= open) {
                 return Err(bad("subscription_closes_at", "one zone, closing after opens_at"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every amount a hold or a report can compute stays within [`AMOUNT_SATANG_MAX`]: a
+    /// zone's supply at its price, and the most one person may take at any zone's price.
+    fn validate_amounts(&self) -> Result<(), ApiError> {
+        let fits = |units: u64, price: u64| {
+            units.checked_mul(price).is_some_and(|amount| amount <= AMOUNT_SATANG_MAX)
+        };
+        if self.max_per_person > SUPPLY_MAX {
+            return Err(ApiError::validation("max_per_person", format!("1 to {SUPPLY_MAX}")));
+        }
+        for (i, zone) in self.zones.iter().enumerate() {
+            if !fits(zone.supply, zone.price_satang) {
+                return Err(ApiError::validation(
+                    format!("zones[{i}].price_satang"),
+                    format!("supply × price must be at most {AMOUNT_SATANG_MAX} satang"),
+                ));
+            }
+            if !fits(self.max_per_person, zone.price_satang) {
+                return Err(ApiError::validation(
+                    "max_per_person",
+                    format!("max_per_person × price must be at most {AMOUNT_SATANG_MAX} satang"),
+                ));
             }
         }
         Ok(())
@@ -181,6 +212,13 @@ mod tests {
         assert_eq!(field(OfferingConfig { min_quantity: 5_500, ..bond() }), "min_quantity");
         assert_eq!(field(OfferingConfig { deposit_percent: 0, ..bond() }), "deposit_percent");
         assert_eq!(field(OfferingConfig { hold_seconds: 0, ..bond() }), "hold_seconds");
+        let costly = ZoneConfig { id: "main".into(), supply: SUPPLY_MAX, price_satang: 100_000 };
+        let too_dear = OfferingConfig { zones: vec![costly], max_per_person: 1_000, ..bond() };
+        assert_eq!(field(too_dear), "zones[0].price_satang");
+        let greedy = OfferingConfig { max_per_person: SUPPLY_MAX, ..bond() };
+        let dear = ZoneConfig { id: "main".into(), supply: 10_000, price_satang: PRICE_SATANG_MAX };
+        assert_eq!(field(OfferingConfig { zones: vec![dear], ..greedy.clone() }), "max_per_person");
+        assert_eq!(field(OfferingConfig { max_per_person: u64::MAX, ..bond() }), "max_per_person");
         let mut two = bond();
         two.zones.push(ZoneConfig { id: "b".into(), supply: 1, price_satang: 1 });
         assert_eq!(field(two), "zones");

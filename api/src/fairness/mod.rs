@@ -67,6 +67,8 @@ pub struct Handles {
     pub catalog: Arc<Catalog>,
     /// How long a ledger call may take before the caller hears the ledger is unavailable.
     pub ledger_timeout: Duration,
+    /// Every hold's settlement grace (`payments.settlement_grace_seconds`).
+    pub settlement_grace_seconds: u32,
 }
 
 /// Every fairness service of this process, built once; cheap to clone (Arcs and the pool).

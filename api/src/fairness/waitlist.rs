@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use allot_ledger::{Held, HoldId, HoldOutcome, HoldRequest, Ledger};
+use allot_ledger::{Deadline, Held, HoldId, HoldOutcome, HoldRequest, Ledger};
 use allot_store::status::WaitlistStatus;
 use allot_store::waitlist::WaitingRow;
 use allot_store::Pool;
@@ -39,6 +39,7 @@ pub struct Waitlist {
     /// Which offerings the waiting lines belong to.
     catalog: Arc<Catalog>,
     ledger_timeout: Duration,
+    settlement_grace_seconds: u32,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -63,6 +64,12 @@ pub struct WaitlistEntry {
     pub reservation_id: Option<String>,
 }
 
+/// The hold id of an entry's offer at its current attempt.
+pub fn offer_hold_id(offering: u32, entry: &WaitingRow) -> HoldId {
+    let key = format!("waitlist:{}:{}", entry.seq, entry.attempt);
+    holds::internal_hold_id(offering, entry.user_id as u64, &key)
+}
+
 fn eligible(offering: &Offering) -> ApiResult<()> {
     if offering.config.allocation == Allocation::BookBuilding {
         return Err(ApiError::new(ErrorCode::OfferingNotOpen));
@@ -77,6 +84,7 @@ impl Waitlist {
             ledger: handles.ledger,
             catalog: handles.catalog,
             ledger_timeout: handles.ledger_timeout,
+            settlement_grace_seconds: handles.settlement_grace_seconds,
         }
     }
 
@@ -185,8 +193,14 @@ impl Waitlist {
                     remaining -= quantity;
                     continue;
                 }
-                // Someone took the units first: the head waits for the next ones.
-                HoldOutcome::SoldOut => return Ok(()),
+                // Someone took the units first, which burns this offer's hold id for good
+                // (or burnt it in an earlier round): the head waits for the next units,
+                // to be offered under the next attempt's id.
+                HoldOutcome::SoldOut | HoldOutcome::IdFailed => {
+                    let (id, user, attempt) = (offering.id(), entry.user_id, entry.attempt);
+                    allot_store::waitlist::next_attempt(&client, id, user, attempt).await?;
+                    return Ok(());
+                }
                 HoldOutcome::PersonLimitExceeded
                 | HoldOutcome::Rejected(_)
                 | HoldOutcome::IdReused => WaitlistStatus::Ineligible,
@@ -197,22 +211,21 @@ impl Waitlist {
         Ok(())
     }
 
-    /// The entry's offer as a hold: one per entry, ever, since the key names the entry and
-    /// a retry is the same hold.
+    /// The entry's offer as a hold: one per entry and attempt, since the key names both
+    /// and a retry is the same hold.
     async fn hold(
         &self,
         offering: &Offering,
         zone: u16,
         entry: &WaitingRow,
     ) -> ApiResult<(HoldId, HoldOutcome)> {
-        let key = format!("waitlist:{}", entry.seq);
-        let id = holds::hold_id(offering.spec.number, entry.user_id as u64, &key);
+        let id = offer_hold_id(offering.spec.number, entry);
         let request = HoldRequest {
             id,
             zone,
             person: entry.user_id as u64,
             quantity: entry.quantity as u128,
-            timeout_seconds: offering.config.hold_seconds,
+            deadline: Deadline::after(offering.config.hold_seconds, self.settlement_grace_seconds),
             allow_partial: false,
         };
         let outcome =

@@ -180,7 +180,7 @@ impl Payments {
         if reservation.deposit_due_satang == 0 {
             return Err(ApiError::new(ErrorCode::ReservationNotPayable));
         }
-        self.open(who, &reservation, gateway, info.expires_at).await
+        self.open(who, &reservation, gateway, (info.expires_at, info.lapses_at)).await
     }
 
     /// The reservation as the ledger has it now, if `who` owns it: staff may read a
@@ -224,7 +224,7 @@ impl Payments {
         who: &Principal,
         reservation: &Reservation,
         gateway: GatewayKind,
-        expires_at: SystemTime,
+        (expires_at, lapses_at): (SystemTime, SystemTime),
     ) -> ApiResult<(PaymentIntent, bool)> {
         let amount = reservation.deposit_due_satang;
         for _ in 0..REFERENCE_ATTEMPTS_MAX {
@@ -255,8 +255,9 @@ impl Payments {
                         "reference": reference,
                         "expires_at": OffsetDateTime::from(expires_at).unix_timestamp(),
                     });
-                    let events =
-                        intent_events(who.user_id, &reservation.reservation_id, expires_at, &args);
+                    let reservation_id = &reservation.reservation_id;
+                    let deadlines = (expires_at, lapses_at);
+                    let events = intent_events(who.user_id, reservation_id, deadlines, &args);
                     outbox::enqueue(&tx, &events).await?;
                     tx.commit().await?;
                     metrics::counter!("allot_payment_intents_total").increment(1);
@@ -302,11 +303,13 @@ impl Payments {
 }
 
 /// What an open intent announces: the reservation, reminders before the deadline, and the
-/// expiry (checked against the ledger when due, and skipped if the hold was paid).
+/// expiry (checked against the ledger when due, and skipped if the hold was paid). The
+/// expiry is told once the settlement grace is over too (`lapses_at`): until then a payment
+/// made in time may still confirm the hold.
 fn intent_events(
     user_id: i64,
     reservation_id: &str,
-    expires_at: SystemTime,
+    (expires_at, lapses_at): (SystemTime, SystemTime),
     args: &serde_json::Value,
 ) -> Vec<Event> {
     let now = SystemTime::now();
@@ -336,7 +339,7 @@ fn intent_events(
         user_id,
         kind: Kind::ReservationExpired,
         args: args.clone(),
-        due_at: expires_at + reservations::EXPIRY_GRACE,
+        due_at: lapses_at.max(expires_at) + reservations::EXPIRY_GRACE,
     });
     events
 }

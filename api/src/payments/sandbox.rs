@@ -19,6 +19,11 @@ pub struct SettleRequest {
     pub transaction_id: Option<String>,
     /// Defaults to the intent's reference.
     pub reference: Option<String>,
+    /// When the payer paid (RFC 3339); defaults to now. Plays a bank whose report of an
+    /// earlier payment arrives late.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub paid_at: Option<OffsetDateTime>,
 }
 
 /// A settlement: the transaction the sandbox made up, and what the webhook made of it.
@@ -48,7 +53,7 @@ impl Payments {
             transaction_id: transaction_id.clone(),
             reference: req.reference.unwrap_or(intent.reference),
             amount_satang: req.amount_satang.unwrap_or(intent.amount_satang),
-            paid_at: OffsetDateTime::now_utc(),
+            paid_at: req.paid_at.unwrap_or_else(OffsetDateTime::now_utc),
         };
         let body = serde_json::to_vec(&notification).map_err(ApiError::internal)?;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp().to_string();

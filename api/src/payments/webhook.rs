@@ -36,6 +36,13 @@ pub const REAPPLY_AFTER: Duration = Duration::from_secs(5);
 pub const REAPPLY_ROWS_MAX: i64 = 100;
 /// A pass gives up after this many failures, so an outage costs a few timeouts per pass.
 const REAPPLY_FAILURES_MAX: usize = 3;
+/// A bank's `paid_at` may be this far ahead of our clock (clocks differ a little); further
+/// ahead it is a mistake, and refused.
+pub const PAID_AT_AHEAD_MAX: Duration = Duration::from_secs(60);
+/// A `paid_at` older than this is refused: no hold lasts longer
+/// ([`allot_ledger::HOLD_SECONDS_MAX`]) plus a day, so it cannot pay for anything we hold.
+pub const PAID_AT_AGE_MAX: Duration =
+    Duration::from_secs(allot_ledger::HOLD_SECONDS_MAX as u64 + 24 * 3600);
 
 /// What became of a notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +105,8 @@ struct Recorded {
     amount_satang: u64,
     payment_id: Option<String>,
     ledger_id: u128,
+    /// When the payer paid, as the bank said: what decides whether it was in time.
+    paid_at: SystemTime,
 }
 
 impl Payments {
@@ -114,6 +123,7 @@ impl Payments {
             return Err(ApiError::new(ErrorCode::InvalidSignature));
         }
         let notification = gateway.parse(delivery.body)?;
+        check_paid_at(notification.paid_at, OffsetDateTime::now_utc())?;
         let recorded = self.record(kind, &notification, delivery.body).await?;
         let payment_id = recorded.payment_id.clone();
         match self.apply_and_mark(&recorded).await {
@@ -177,6 +187,7 @@ impl Payments {
             amount_satang,
             payment_id: row.payment_id,
             ledger_id,
+            paid_at: row.paid_at,
         })
     }
 
@@ -227,6 +238,10 @@ impl Payments {
         };
         let outcome = if r.amount_satang != intent.amount_satang {
             Outcome::RefundDue("amount_mismatch")
+        } else if r.paid_at > intent.expires_at {
+            // Paid after the deadline the payer was shown: too late, however early the
+            // report, even while the ledger still keeps the hold through its grace.
+            Outcome::RefundDue("hold_expired")
         } else {
             let confirm = self.ledger.confirm(&offering.spec, hold, &payment);
             match tokio::time::timeout(self.ledger_timeout, confirm)
@@ -310,6 +325,7 @@ impl Payments {
                 payment_id: row.payment_id,
                 ledger_id: super::parse_payment_id(&row.ledger_id)
                     .ok_or("bad ledger id in a row")?,
+                paid_at: row.paid_at,
             };
             // One row that cannot be applied (its offering gone, say) must not hold up the
             // rest.
@@ -334,6 +350,15 @@ impl Payments {
     }
 }
 
+/// Refuses a `paid_at` in the future (beyond clock skew) or too far in the past to pay for
+/// anything: the bank's mistake, which must not decide whether a hold is confirmed.
+fn check_paid_at(paid_at: OffsetDateTime, now: OffsetDateTime) -> ApiResult<()> {
+    if paid_at > now + PAID_AT_AHEAD_MAX || paid_at < now - PAID_AT_AGE_MAX {
+        return Err(ApiError::field(ErrorCode::InvalidPaidAt, "paid_at"));
+    }
+    Ok(())
+}
+
 /// The intent a recorded notification pays for.
 struct Target {
     user_id: i64,
@@ -356,4 +381,21 @@ async fn audit_applied(
     });
     let actor = crate::audit::system("payments");
     crate::audit::append(tx, &actor, "payment.applied", &subject, None, Some(&after)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paid_at_in_the_future_or_long_ago_is_refused() {
+        let now = OffsetDateTime::now_utc();
+        assert!(check_paid_at(now, now).is_ok());
+        assert!(check_paid_at(now + PAID_AT_AHEAD_MAX, now).is_ok());
+        assert!(check_paid_at(now - Duration::from_secs(7 * 24 * 3600), now).is_ok());
+        let ahead = check_paid_at(now + PAID_AT_AHEAD_MAX + Duration::from_secs(1), now);
+        assert_eq!(ahead.unwrap_err().code, ErrorCode::InvalidPaidAt);
+        let old = check_paid_at(now - PAID_AT_AGE_MAX - Duration::from_secs(1), now);
+        assert_eq!(old.unwrap_err().field.as_deref(), Some("paid_at"));
+    }
 }

@@ -163,7 +163,7 @@ async fn run(args: &Args, tb_addresses: &str) -> Result<Vec<Metric>, String> {
                         "transaction_id": format!("BENCH-{i}"),
                         "reference": intent.reference,
                         "amount_satang": intent.amount_satang,
-                        "paid_at": "2026-11-22T10:00:00Z",
+                        "paid_at": allot_tests::finance::paid_now(),
                     }))
                     .expect("serializes");
                     let ts = SystemTime::now()

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allot_ledger::{HoldId, HoldOutcome, HoldRequest, Ledger, OfferingSpec, ZoneSpec};
+use allot_ledger::{Deadline, HoldId, HoldOutcome, HoldRequest, Ledger, OfferingSpec, ZoneSpec};
 use allot_tests::tigerbeetle::Server;
 use clap::Parser;
 
@@ -99,7 +99,7 @@ impl Load {
             zone: 1,
             person,
             quantity: 1,
-            timeout_seconds: HOLD_TIMEOUT_SECONDS,
+            deadline: Deadline::after(HOLD_TIMEOUT_SECONDS, 0),
             allow_partial: false,
         };
         match self.ledgers[client as usize].hold(&self.spec, &req).await {

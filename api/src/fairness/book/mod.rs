@@ -43,6 +43,8 @@ pub struct BookBuilding {
     db: Pool,
     ledger: Arc<Ledger>,
     ledger_timeout: Duration,
+    /// Every allotment hold's settlement grace.
+    settlement_grace_seconds: u32,
     pseudonyms: Pseudonyms,
 }
 
@@ -164,7 +166,7 @@ pub fn check_quantity(offering: &Offering, quantity: u64) -> ApiResult<()> {
 }
 
 pub fn allotment_hold(offering: &Offering, person: u64) -> allot_ledger::HoldId {
-    holds::hold_id(offering.spec.number, person, ALLOTMENT_KEY)
+    holds::internal_hold_id(offering.spec.number, person, ALLOTMENT_KEY)
 }
 
 impl BookBuilding {
@@ -173,6 +175,7 @@ impl BookBuilding {
             db: handles.db.clone(),
             ledger: handles.ledger.clone(),
             ledger_timeout: handles.ledger_timeout,
+            settlement_grace_seconds: handles.settlement_grace_seconds,
             pseudonyms,
         }
     }

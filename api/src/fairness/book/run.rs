@@ -2,7 +2,7 @@
 //! allotment into a ledger hold with the offering's deadline. Both halves are safe to
 //! repeat: a stored result is never recomputed, and a placed hold answers `exists`.
 
-use allot_ledger::{HoldOutcome, HoldRequest};
+use allot_ledger::{Deadline, HoldOutcome, HoldRequest};
 use allot_store::book::AllotmentRow;
 use futures::StreamExt;
 use time::OffsetDateTime;
@@ -123,7 +123,10 @@ impl BookBuilding {
                 zone: 1,
                 person: r.user_id as u64,
                 quantity: r.allotted as u128,
-                timeout_seconds: offering.config.hold_seconds,
+                deadline: Deadline::after(
+                    offering.config.hold_seconds,
+                    self.settlement_grace_seconds,
+                ),
                 allow_partial: false,
             };
             async move {
