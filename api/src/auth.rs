@@ -29,8 +29,4 @@ impl Principal {
         }
         Ok(())
     }
-
-    pub fn is_staff(&self) -> bool {
-        self.role != Role::Citizen && self.mfa
-    }
 }

@@ -17,7 +17,9 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Development conveniences (generated secrets, dev admin, sandbox payments).
+    /// Development conveniences (generated secrets, dev admin, sandbox payments). Off unless
+    /// asked for (`ALLOT_DEV_MODE=true`, as `./ops/up` does), and refused on an address
+    /// other machines can reach: see `crate::production`.
     pub dev_mode: bool,
     /// Local state for development: generated secrets and the dev admin's credentials.
     pub data_dir: PathBuf,
@@ -81,6 +83,9 @@ pub struct IdentitySettings {
     pub identity_key: Secret,
     pub access_token_seconds: u64,
     pub refresh_token_seconds: u64,
+    /// Failed sign-ins from one address after which each further attempt from it needs a
+    /// solved proof-of-work challenge (`X-Pow`); 0 turns this off.
+    pub sign_in_pow_after_failures: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -90,7 +95,8 @@ pub struct PaymentSettings {
     /// mode when empty; production must set the bank's.
     pub webhook_secret_bank: Secret,
     pub webhook_secret_sandbox: Secret,
-    /// PromptPay biller ID printed in every payment QR: tax ID + 2-digit suffix.
+    /// PromptPay biller ID printed in every payment QR: tax ID + 2-digit suffix. No default:
+    /// production must set its own; dev mode prints a made-up one when empty.
     pub promptpay_biller_id: String,
     /// How long after a hold's deadline the ledger keeps it for a payment made by the
     /// deadline but reported late (a bank's slow webhook, a ledger outage the worker waits
@@ -148,7 +154,7 @@ pub struct FairnessSettings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            dev_mode: true,
+            dev_mode: false,
             data_dir: ".data".into(),
             offerings_dir: "offerings".into(),
             http: HttpSettings::default(),
@@ -200,6 +206,7 @@ impl Default for IdentitySettings {
             identity_key: Secret::default(),
             access_token_seconds: 15 * 60,
             refresh_token_seconds: 30 * 24 * 3600,
+            sign_in_pow_after_failures: 5,
         }
     }
 }
@@ -209,7 +216,7 @@ impl Default for PaymentSettings {
         PaymentSettings {
             webhook_secret_bank: Secret::default(),
             webhook_secret_sandbox: Secret::default(),
-            promptpay_biller_id: "010555512345601".into(),
+            promptpay_biller_id: String::new(),
             settlement_grace_seconds: 15 * 60,
         }
     }
@@ -261,6 +268,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("identity_key", "identity.identity_key"),
     ("access_token_seconds", "identity.access_token_seconds"),
     ("refresh_token_seconds", "identity.refresh_token_seconds"),
+    ("sign_in_pow_after_failures", "identity.sign_in_pow_after_failures"),
     ("webhook_secret_bank", "payments.webhook_secret_bank"),
     ("webhook_secret_sandbox", "payments.webhook_secret_sandbox"),
     ("promptpay_biller_id", "payments.promptpay_biller_id"),

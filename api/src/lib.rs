@@ -15,12 +15,14 @@
 //! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
 //! - [`fairness`]: the waiting room, book-building allocation with published draws,
 //!   proof-of-work and rate limits.
+//! - [`staff`]: which staff role may read or cancel other people's records, audited.
 //! - [`audit`]: the hash-chained audit trail of state changes (never on the hot path);
 //!   [`exports`]: signed ledger exports for regulators; [`reports`]: live figures for
 //!   officials.
 //! - [`error`]: the one table of stable error codes; [`i18n`]: their messages in th, en,
-//!   ja, ko, zh; [`config`]: settings grouped by concern; [`secrets`]: the server's keys;
-//!   [`metrics`]: the Prometheus recorder.
+//!   ja, ko, zh; [`config`]: settings grouped by concern; [`production`]: what each mode
+//!   refuses to start without; [`secrets`]: the server's keys; [`metrics`]: the Prometheus
+//!   recorder.
 //!
 //! Invariants:
 //! - actix only in [`routes`], [`startup`] and `main`: the modules below take narrow handles
@@ -44,10 +46,12 @@ pub mod identity;
 pub mod metrics;
 pub mod notify;
 pub mod payments;
+pub mod production;
 pub mod projector;
 pub mod reports;
 pub mod reservations;
 pub mod routes;
 pub mod secrets;
+pub mod staff;
 pub mod startup;
 pub mod state;

@@ -191,30 +191,28 @@ impl Reservations {
         Ok(describe(offering, &info))
     }
 
-    /// A reservation as the ledger has it now, for its owner or staff.
-    pub async fn read(&self, who: &Principal, id: &str) -> ApiResult<(HoldInfo, Reservation)> {
+    /// A reservation as the ledger has it now, whoever holds it, with its owner's user id.
+    /// The caller decides who may see it (`crate::staff`); the routes answer someone else's
+    /// as not found.
+    pub async fn lookup(&self, id: &str) -> ApiResult<(HoldInfo, i64, Reservation)> {
         let not_found = || ApiError::field(ErrorCode::ReservationNotFound, "reservation_id");
         let id = parse_id(id).ok_or_else(not_found)?;
         let info = tokio::time::timeout(self.ledger_timeout, self.ledger.hold_info(id))
             .await
             .map_err(|_| ApiError::ledger_timeout())??
             .ok_or_else(not_found)?;
-        if info.person != who.person() && !who.is_staff() {
-            // Someone else's reservation does not exist, as far as this caller can tell.
-            return Err(not_found());
-        }
         let offering = self.catalog.by_number(info.offering).ok_or_else(not_found)?;
-        Ok((info, describe(&offering, &info)))
+        let owner = i64::try_from(info.person).map_err(ApiError::internal)?;
+        Ok((info, owner, describe(&offering, &info)))
     }
 
-    /// Cancels a held reservation (owner or staff); the units go back at once.
-    pub async fn cancel(&self, who: &Principal, id: &str) -> ApiResult<Reservation> {
-        let (info, _) = self.read(who, id).await?;
+    /// Cancels a held reservation; the caller checked who may. The units go back at once.
+    pub async fn cancel(&self, info: &HoldInfo) -> ApiResult<Reservation> {
         let outcome = tokio::time::timeout(self.ledger_timeout, self.ledger.cancel(info.id))
             .await
             .map_err(|_| ApiError::ledger_timeout())??;
         match outcome {
-            CancelOutcome::Cancelled { .. } => Ok(self.read(who, id).await?.1),
+            CancelOutcome::Cancelled { .. } => Ok(self.lookup(&format_id(info.id)).await?.2),
             CancelOutcome::AlreadyConfirmed => {
                 Err(ApiError::new(ErrorCode::ReservationNotCancellable))
             }

@@ -35,7 +35,10 @@ impl std::fmt::Debug for Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
         crate::metrics::handle();
-        // Secrets first: a production start without them fails before touching a store.
+        // The mode first: production without its settings, or dev mode on a public
+        // address, never gets as far as a store.
+        let settings = crate::production::prepare(settings)?;
+        // Secrets next: a production start without them fails before touching a store.
         let secrets = crate::secrets::load(&settings)?;
         let stores = Stores::connect(&settings).await?;
         let state = web::Data::new(compose(settings, &secrets, stores)?);
@@ -85,7 +88,8 @@ impl Stores {
             Ledger::connect(settings.ledger.cluster.into(), &settings.ledger.addresses)
                 .map_err(|e| e.to_string())?,
         );
-        catalog::load_seed_files(&db, &settings.offerings_dir).await?;
+        // Production loads seed offerings closed: an admin opens each one deliberately.
+        catalog::load_seed_files(&db, &settings.offerings_dir, settings.dev_mode).await?;
         let catalog = Arc::new(Catalog::default());
         let setup = catalog.refresh(&db, &ledger);
         tokio::time::timeout(Duration::from_secs(30), setup)

@@ -84,6 +84,11 @@ pub struct Credentials {
     pub role: String,
     pub totp_secret: Option<String>,
     pub totp_enabled: bool,
+    /// Failed sign-ins since the last success, and how long ago the last one was.
+    pub failures: i32,
+    pub seconds_since_failure: Option<i64>,
+    /// Seconds the account stays locked (second-factor failures); 0 when it is not.
+    pub locked_seconds: i64,
 }
 
 /// Leaves out the password hash and the TOTP secret, so logging a row leaks neither.
@@ -105,9 +110,17 @@ impl Credentials {
             role: row.get(2),
             totp_secret: row.get(3),
             totp_enabled: row.get(4),
+            failures: row.get(5),
+            seconds_since_failure: row.get(6),
+            locked_seconds: row.get(7),
         }
     }
 }
+
+/// The columns [`Credentials::from_row`] reads, in order.
+const CREDENTIALS: &str = "user_id, password_hash, role, totp_secret, totp_enabled,
+    sign_in_failures, EXTRACT(EPOCH FROM now() - last_failure_at)::BIGINT,
+    GREATEST(0, CEIL(EXTRACT(EPOCH FROM locked_until - now())))::BIGINT";
 
 /// The account of a (lower-cased) email.
 pub async fn credentials_by_email(
@@ -115,10 +128,7 @@ pub async fn credentials_by_email(
     email: &str,
 ) -> Result<Option<Credentials>, Error> {
     let row = client
-        .query_opt(
-            "SELECT user_id, password_hash, role, totp_secret, totp_enabled FROM users WHERE email = $1",
-            &[&email],
-        )
+        .query_opt(&format!("SELECT {CREDENTIALS} FROM users WHERE email = $1"), &[&email])
         .await?;
     Ok(row.as_ref().map(Credentials::from_row))
 }
@@ -130,7 +140,7 @@ pub async fn credentials_by_identity_hash(
 ) -> Result<Option<Credentials>, Error> {
     let row = client
         .query_opt(
-            "SELECT user_id, password_hash, role, totp_secret, totp_enabled FROM users WHERE identity_hash = $1",
+            &format!("SELECT {CREDENTIALS} FROM users WHERE identity_hash = $1"),
             &[&identity_hash],
         )
         .await?;
@@ -231,6 +241,66 @@ pub async fn enable_totp(
         )
         .await?;
     Ok(enabled > 0)
+}
+
+/// Records a failed sign-in of an existing account. A second-factor failure (`mfa`) also
+/// counts towards the lockout: the `lock_after`-th one in a row locks the account for
+/// `lock_seconds`, and each further one for twice as long as the one before (a day at
+/// most). Answers whether this failure locked the account.
+pub async fn record_sign_in_failure(
+    client: &impl GenericClient,
+    user_id: i64,
+    mfa: bool,
+    lock_after: i32,
+    lock_seconds: i64,
+) -> Result<bool, Error> {
+    let row = client
+        .query_opt(
+            "UPDATE users SET sign_in_failures = sign_in_failures + 1, last_failure_at = now(),
+                 mfa_failures = mfa_failures + CASE WHEN $2 THEN 1 ELSE 0 END,
+                 locked_until = CASE WHEN $2 AND mfa_failures + 1 >= $3
+                     THEN now() + LEAST(86400, $4::BIGINT * power(2, mfa_failures + 1 - $3))
+                          * INTERVAL '1 second'
+                     ELSE locked_until END
+             WHERE user_id = $1
+             RETURNING $2 AND mfa_failures >= $3",
+            &[&user_id, &mfa, &lock_after, &lock_seconds],
+        )
+        .await?;
+    Ok(row.is_some_and(|row| row.get(0)))
+}
+
+/// A successful sign-in: the failure counts start again.
+pub async fn record_sign_in_success(
+    client: &impl GenericClient,
+    user_id: i64,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE users SET sign_in_failures = 0, mfa_failures = 0, last_failure_at = NULL,
+                 locked_until = NULL
+             WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Uses TOTP step `step` (unix seconds / 30) of the user's code: `false` when this step or
+/// a later one was used already, so a code works once, even by two requests at once.
+pub async fn use_totp_step(
+    client: &impl GenericClient,
+    user_id: i64,
+    step: i64,
+) -> Result<bool, Error> {
+    let used = client
+        .execute(
+            "UPDATE users SET totp_last_step = $2
+             WHERE user_id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+            &[&user_id, &step],
+        )
+        .await?;
+    Ok(used > 0)
 }
 
 // ---- Refresh tokens -------------------------------------------------------------------------

@@ -31,12 +31,18 @@ pub async fn all(client: &impl GenericClient) -> Result<Vec<OfferingRow>, Error>
         .collect())
 }
 
-/// Inserts an offering; `false` when one with its id exists already.
-pub async fn insert(client: &impl GenericClient, id: &str, config: &Value) -> Result<bool, Error> {
+/// Inserts an offering, open or closed; `false` when one with its id exists already.
+pub async fn insert(
+    client: &impl GenericClient,
+    id: &str,
+    config: &Value,
+    open: bool,
+) -> Result<bool, Error> {
     let n = client
         .execute(
-            "INSERT INTO offerings (id, config) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-            &[&id, &config],
+            "INSERT INTO offerings (id, config, is_open) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+            &[&id, &config, &open],
         )
         .await?;
     Ok(n == 1)

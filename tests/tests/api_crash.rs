@@ -41,6 +41,7 @@ async fn start_api(
 ) -> Api {
     let port = free_port();
     let child = Command::new(api_binary())
+        .env("ALLOT_DEV_MODE", "true")
         .env("ALLOT_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("ALLOT_DATABASE_URL", database_url)
         .env("ALLOT_TB_ADDRESSES", tigerbeetle::shared().address())

@@ -103,10 +103,19 @@ async fn deliver(
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
 
+/// Settles through the sandbox as the intent's owner, the only one it lets settle.
 async fn settle(app: &TestApp, payment_id: &str, body: Value) -> Value {
+    let owner: i64 = app
+        .db()
+        .await
+        .query_one("SELECT user_id FROM payment_intents WHERE payment_id = $1", &[&payment_id])
+        .await
+        .unwrap()
+        .get(0);
     let res = app
         .client
         .post(app.url(&format!("/v1/sandbox/payments/{payment_id}/settle")))
+        .bearer_auth(app.token(owner, Role::Citizen))
         .json(&body)
         .send()
         .await
@@ -687,6 +696,7 @@ async fn ops_pay_settles_a_payment_through_the_sandbox() {
         .arg(script)
         .arg(intent["payment_id"].as_str().unwrap())
         .env("ALLOT_HTTP_ADDR", app.address.trim_start_matches("http://"))
+        .env("ALLOT_TOKEN", &token)
         .output()
         .await
         .unwrap();

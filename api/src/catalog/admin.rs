@@ -18,7 +18,7 @@ pub async fn create(
     admin: i64,
     config: &OfferingConfig,
 ) -> ApiResult<Arc<Offering>> {
-    if !super::insert(db, config).await? {
+    if !super::insert(db, config, true).await? {
         return Err(ApiError::field(ErrorCode::OfferingExists, "id"));
     }
     let after = serde_json::to_value(config).map_err(ApiError::internal)?;

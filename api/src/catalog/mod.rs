@@ -163,11 +163,11 @@ impl Catalog {
     }
 }
 
-/// Inserts an offering; `false` when one with its id exists already.
-pub async fn insert(db: &Pool, config: &OfferingConfig) -> ApiResult<bool> {
+/// Inserts an offering, open or closed; `false` when one with its id exists already.
+pub async fn insert(db: &Pool, config: &OfferingConfig, open: bool) -> ApiResult<bool> {
     config.validate()?;
     let json = serde_json::to_value(config).map_err(ApiError::internal)?;
-    Ok(allot_store::offerings::insert(&db.get().await?, &config.id, &json).await?)
+    Ok(allot_store::offerings::insert(&db.get().await?, &config.id, &json, open).await?)
 }
 
 pub async fn set_open(db: &Pool, id: &str, open: bool) -> ApiResult<bool> {
@@ -176,8 +176,9 @@ pub async fn set_open(db: &Pool, id: &str, open: bool) -> ApiResult<bool> {
 
 /// Loads `dir/*.toml` seed offerings, inserting those not yet known. A file that differs
 /// from the stored offering is reported and ignored: a live offering's supply never changes
-/// behind the ledger's back.
-pub async fn load_seed_files(db: &Pool, dir: &Path) -> Result<usize, String> {
+/// behind the ledger's back. New ones are inserted `open` or closed: production loads them
+/// closed, so nothing goes on sale before an admin opens it.
+pub async fn load_seed_files(db: &Pool, dir: &Path, open: bool) -> Result<usize, String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         tracing::info!(dir = %dir.display(), "no offerings directory");
         return Ok(0);
@@ -192,7 +193,7 @@ pub async fn load_seed_files(db: &Pool, dir: &Path) -> Result<usize, String> {
         let config: OfferingConfig =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
-        if insert(db, &config).await.map_err(|e| e.to_string())? {
+        if insert(db, &config, open).await.map_err(|e| e.to_string())? {
             inserted += 1;
             tracing::info!(offering = %config.id, "seed offering loaded");
         }

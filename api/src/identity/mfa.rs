@@ -62,22 +62,21 @@ impl Identity {
     }
 }
 
-/// At sign-in, after the password matched: whether this session passed a second factor.
-/// Once TOTP is enabled the code is required (`mfa_required`) and must be current
-/// (`invalid_mfa_code`); before, there is nothing to pass.
+/// At sign-in, after the password matched: the TOTP step of the code this session passed
+/// its second factor with, `None` when the account has no factor yet. Once TOTP is
+/// enabled the code is required (`mfa_required`) and must be current (`invalid_mfa_code`).
 pub(super) fn check_sign_in_code(
     secret: Option<&str>,
     enabled: bool,
     code: Option<String>,
-) -> ApiResult<bool> {
+) -> ApiResult<Option<u64>> {
     let (Some(secret), true) = (secret, enabled) else {
-        return Ok(false);
+        return Ok(None);
     };
     let code = code.ok_or_else(|| ApiError::field(ErrorCode::MfaRequired, "totp"))?;
-    if !totp::verify(secret, &code, now_seconds()) {
-        return Err(ApiError::field(ErrorCode::InvalidMfaCode, "totp"));
-    }
-    Ok(true)
+    totp::matching_step(secret, &code, now_seconds())
+        .map(Some)
+        .ok_or_else(|| ApiError::field(ErrorCode::InvalidMfaCode, "totp"))
 }
 
 #[cfg(test)]
@@ -87,14 +86,16 @@ mod tests {
     #[test]
     fn a_code_is_needed_only_once_totp_is_enabled() {
         let secret = totp::generate_secret();
-        assert!(!check_sign_in_code(None, false, None).unwrap());
-        assert!(!check_sign_in_code(Some(&secret), false, None).unwrap(), "enrolment pending");
+        assert_eq!(check_sign_in_code(None, false, None).unwrap(), None);
+        assert_eq!(check_sign_in_code(Some(&secret), false, None).unwrap(), None, "pending");
         let e = check_sign_in_code(Some(&secret), true, None).unwrap_err();
         assert_eq!((e.code, e.field.as_deref()), (ErrorCode::MfaRequired, Some("totp")));
         // Five digits never match, whatever the time.
         let e = check_sign_in_code(Some(&secret), true, Some("12345".into())).unwrap_err();
         assert_eq!((e.code, e.field.as_deref()), (ErrorCode::InvalidMfaCode, Some("totp")));
-        let now = totp::code_at(&secret, now_seconds()).unwrap();
-        assert!(check_sign_in_code(Some(&secret), true, Some(now)).unwrap());
+        let t = now_seconds();
+        let now = totp::code_at(&secret, t).unwrap();
+        let step = check_sign_in_code(Some(&secret), true, Some(now)).unwrap().unwrap();
+        assert!(step.abs_diff(t / totp::STEP_SECONDS) <= 1);
     }
 }

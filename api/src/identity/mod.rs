@@ -3,7 +3,9 @@
 //!
 //! - [`Identity`]: the service, holding exactly its handles; built once by `startup`.
 //! - [`users`]: registration and its input rules, the caller's profile, role changes.
-//! - [`sessions`]: sign-in, refresh-token families, sign-out.
+//! - [`sessions`]: sign-in, refresh-token families, sign-out; [`guard`]: the defences
+//!   against guessing (per-IP proof of work, per-account backoff and lockout, single-use
+//!   TOTP codes).
 //! - [`mfa`]: TOTP enrolment, its confirmation, and the code check at sign-in.
 //! - [`dev_bootstrap`]: the development admin and its private credentials file.
 //! - [`national_id`], [`password`], [`tokens`], [`totp`]: the primitives they use.
@@ -13,6 +15,7 @@
 //! here knows HTTP: the routes extract, call and answer.
 
 pub mod dev_bootstrap;
+pub mod guard;
 pub mod mfa;
 pub mod national_id;
 pub mod password;
@@ -42,6 +45,8 @@ pub struct Identity {
     identity_key: Arc<[u8]>,
     /// For the refresh tokens' lifetime.
     settings: IdentitySettings,
+    /// Failed sign-ins per client address, in memory.
+    guard: Arc<guard::SignInGuard>,
 }
 
 /// Names no key.
@@ -58,7 +63,8 @@ impl Identity {
         identity_key: &[u8],
         settings: IdentitySettings,
     ) -> Identity {
-        Identity { db, tokens, identity_key: identity_key.into(), settings }
+        let guard = Arc::new(guard::SignInGuard::new(settings.sign_in_pow_after_failures));
+        Identity { db, tokens, identity_key: identity_key.into(), settings, guard }
     }
 }
 

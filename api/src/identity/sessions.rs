@@ -5,6 +5,8 @@
 //! so the whole family is revoked and both holders must sign in again. Only the SHA-256 of
 //! a refresh token is stored: a database leak yields no usable refresh token.
 
+use std::net::IpAddr;
+
 use allot_store::identity as store;
 use allot_store::GenericClient;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,7 +17,7 @@ use uuid::Uuid;
 
 use super::national_id::NationalId;
 use super::users::EMAIL_BYTES_MAX;
-use super::{mfa, password, stored_role, Identity, Role};
+use super::{guard, mfa, password, stored_role, Identity, Role};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// Logins longer than any email or national ID are not looked up.
@@ -42,12 +44,14 @@ impl std::fmt::Debug for Tokens {
 
 impl Identity {
     /// Signs in with an email or national ID, the password, and the TOTP code once enabled.
-    /// Wrong login and wrong password give the same answer in about the same time.
+    /// Wrong login and wrong password give the same answer in about the same time. An
+    /// account backing off or locked (`guard`) is refused before its password is hashed.
     pub async fn sign_in(
         &self,
         login: &str,
         password: String,
         totp: Option<String>,
+        ip: Option<IpAddr>,
     ) -> ApiResult<Tokens> {
         if password.len() > password::PASSWORD_BYTES_MAX {
             let reason = format!("at most {} bytes", password::PASSWORD_BYTES_MAX);
@@ -56,16 +60,82 @@ impl Identity {
         // The connection goes back to the pool before hashing: a login rush must not hold
         // every connection for the length of an argon2 verification.
         let user = self.find_for_sign_in(&self.db.get().await?, login).await?;
+        if let Some(user) = &user {
+            guard::check_account(user)?;
+        }
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let matches = password::verify(password, phc).await?;
         let user = match user {
             Some(user) if matches => user,
-            _ => return Err(ApiError::new(ErrorCode::InvalidCredentials)),
+            other => {
+                self.sign_in_failed(ip, other.map(|u| u.user_id), false).await?;
+                return Err(ApiError::new(ErrorCode::InvalidCredentials));
+            }
         };
-        let mfa = mfa::check_sign_in_code(user.totp_secret.as_deref(), user.totp_enabled, totp)?;
-        let role = stored_role(&user.role);
-        let session = self.start_session(&self.db.get().await?, user.user_id, role, mfa).await?;
-        let (actor, after) = (crate::audit::user(user.user_id), serde_json::json!({ "mfa": mfa }));
+        let mfa = match self.second_factor(&user, totp).await {
+            Ok(mfa) => mfa,
+            Err(e) => {
+                if e.code == ErrorCode::InvalidMfaCode {
+                    self.sign_in_failed(ip, Some(user.user_id), true).await?;
+                }
+                return Err(e);
+            }
+        };
+        self.guard.succeeded(ip);
+        store::record_sign_in_success(&self.db.get().await?, user.user_id).await?;
+        self.signed_in(user.user_id, stored_role(&user.role), mfa).await
+    }
+
+    /// Whether the next sign-in from `ip` must carry a solved proof-of-work challenge.
+    pub fn sign_in_needs_pow(&self, ip: Option<IpAddr>) -> bool {
+        self.guard.needs_pow(ip)
+    }
+
+    /// After the password matched: whether a second factor was passed. A code is good once:
+    /// its step is stored, and the same code again is `invalid_mfa_code`.
+    async fn second_factor(
+        &self,
+        user: &store::Credentials,
+        code: Option<String>,
+    ) -> ApiResult<bool> {
+        let secret = user.totp_secret.as_deref();
+        let Some(step) = mfa::check_sign_in_code(secret, user.totp_enabled, code)? else {
+            return Ok(false);
+        };
+        let step = i64::try_from(step).map_err(ApiError::internal)?;
+        if !store::use_totp_step(&self.db.get().await?, user.user_id, step).await? {
+            tracing::warn!(target: "security", user_id = user.user_id, "TOTP code replayed");
+            return Err(ApiError::field(ErrorCode::InvalidMfaCode, "totp"));
+        }
+        Ok(true)
+    }
+
+    /// Counts a failed sign-in against the address and, when it names one, the account;
+    /// a second-factor failure that locks the account is audited.
+    async fn sign_in_failed(
+        &self,
+        ip: Option<IpAddr>,
+        user_id: Option<i64>,
+        mfa: bool,
+    ) -> ApiResult<()> {
+        self.guard.failed(ip);
+        let Some(user_id) = user_id else { return Ok(()) };
+        let client = self.db.get().await?;
+        let (after, seconds) = (guard::MFA_LOCK_AFTER, guard::MFA_LOCK_SECONDS);
+        if store::record_sign_in_failure(&client, user_id, mfa, after, seconds).await? {
+            let (actor, subject) = (crate::audit::system("identity"), crate::audit::user(user_id));
+            let detail = serde_json::json!({ "reason": "second factor failures", "ip": ip.map(|ip| ip.to_string()) });
+            crate::audit::append(&client, &actor, "user.lockout", &subject, None, Some(&detail))
+                .await?;
+            tracing::warn!(target: "security", user_id, "account locked after second-factor failures");
+        }
+        Ok(())
+    }
+
+    /// A new session of a user who passed every check, audited.
+    async fn signed_in(&self, user_id: i64, role: Role, mfa: bool) -> ApiResult<Tokens> {
+        let session = self.start_session(&self.db.get().await?, user_id, role, mfa).await?;
+        let (actor, after) = (crate::audit::user(user_id), serde_json::json!({ "mfa": mfa }));
         crate::audit::append(
             &self.db.get().await?,
             &actor,
@@ -75,7 +145,7 @@ impl Identity {
             Some(&after),
         )
         .await?;
-        tracing::info!(user_id = user.user_id, mfa, "signed in");
+        tracing::info!(user_id, mfa, "signed in");
         Ok(session)
     }
 

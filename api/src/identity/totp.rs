@@ -30,17 +30,28 @@ pub fn otpauth_url(secret: &str, account: &str) -> String {
 /// Whether `code` is the 6-digit code for `secret` at `unix_seconds`, one step of skew
 /// either way. A malformed secret or code never matches.
 pub fn verify(secret: &str, code: &str, unix_seconds: u64) -> bool {
+    matching_step(secret, code, unix_seconds).is_some()
+}
+
+/// The step (unix seconds / [`STEP_SECONDS`]) whose code `code` is, within one step of
+/// `unix_seconds` either way. Sign-in stores it, so that a code works only once.
+pub fn matching_step(secret: &str, code: &str, unix_seconds: u64) -> Option<u64> {
     if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
     let Some(totp) = totp(secret) else {
         tracing::error!("stored TOTP secret is malformed");
-        return false;
+        return None;
     };
     let step = unix_seconds / STEP_SECONDS;
     // Every candidate is compared, so the time taken says nothing about which one matched.
-    (step.saturating_sub(SKEW_STEPS)..=step + SKEW_STEPS).fold(false, |matched, s| {
-        matched | constant_time_eq(totp.generate(s * STEP_SECONDS).as_bytes(), code.as_bytes())
+    (step.saturating_sub(SKEW_STEPS)..=step + SKEW_STEPS).fold(None, |matched, s| {
+        let equal = constant_time_eq(totp.generate(s * STEP_SECONDS).as_bytes(), code.as_bytes());
+        if equal {
+            Some(s)
+        } else {
+            matched
+        }
     })
 }
 
@@ -101,6 +112,9 @@ mod tests {
         assert!(verify(RFC_SECRET, &code, t + STEP_SECONDS));
         assert!(!verify(RFC_SECRET, &code, t - 2 * STEP_SECONDS));
         assert!(!verify(RFC_SECRET, &code, t + 2 * STEP_SECONDS));
+        let step = t / STEP_SECONDS;
+        assert_eq!(matching_step(RFC_SECRET, &code, t + STEP_SECONDS), Some(step));
+        assert_eq!(matching_step(RFC_SECRET, &code, t), Some(step));
     }
 
     #[test]

@@ -287,9 +287,9 @@ mod tests {
     #[test]
     fn production_needs_a_bank_secret_and_never_has_a_sandbox() {
         let dir = std::env::temp_dir().join(format!("allot-gw-{}", uuid::Uuid::new_v4()));
-        let prod = Settings { dev_mode: false, data_dir: dir.clone(), ..Settings::default() };
+        let mut prod = Settings { dev_mode: false, data_dir: dir.clone(), ..Settings::default() };
+        prod.payments.promptpay_biller_id = "099400016550100".into();
         assert!(Gateways::load(&prod).unwrap_err().contains("webhook_secret_bank"));
-        let mut prod = prod;
         prod.payments.webhook_secret_bank = "ab".repeat(32).into();
         let gateways = Gateways::load(&prod).unwrap();
         assert!(gateways.get(GatewayKind::Sandbox).is_none());
@@ -303,6 +303,7 @@ mod tests {
 
         // Dev mode generates both secrets once and keeps them across restarts.
         let dev = Settings { dev_mode: true, data_dir: dir.clone(), ..Settings::default() };
+        let dev = crate::production::prepare(dev).unwrap();
         let (a, b) = (Gateways::load(&dev).unwrap(), Gateways::load(&dev).unwrap());
         let sign = |g: &Gateways, kind| g.get(kind).unwrap().sign("1", b"x");
         assert_eq!(sign(&a, GatewayKind::Bank), sign(&b, GatewayKind::Bank));

@@ -59,7 +59,7 @@ pub struct PaymentIntent {
     /// `pending`, `succeeded`, `refund_due`, or `expired` (pending past its deadline).
     pub status: &'static str,
     /// Why money is due back: `hold_expired`, `hold_cancelled`, `amount_mismatch`,
-    /// `paid_twice`, `hold_not_found`.
+    /// `paid_twice`, `hold_not_found`, `wrong_gateway` (play money for a bank payment).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -281,14 +281,14 @@ impl Payments {
         Err(ApiError::internal("no free payment reference after several attempts"))
     }
 
-    /// A payment intent, for its owner or staff.
+    /// A payment intent: its owner's, or (audited) anyone's for the roles `crate::staff`
+    /// lets read payments.
     pub async fn read(&self, who: &Principal, payment_id: &str) -> ApiResult<PaymentIntent> {
         let not_found = || ApiError::field(ErrorCode::PaymentNotFound, "payment_id");
         parse_payment_id(payment_id).ok_or_else(not_found)?;
         let stored = self.load_by_id(payment_id).await?.ok_or_else(not_found)?;
-        if stored.user_id != who.user_id && !who.is_staff() {
-            return Err(not_found());
-        }
+        let record = crate::staff::Record::Payment;
+        crate::staff::check_read(&self.db, who, stored.user_id, record, payment_id).await?;
         stored.describe(self.biller_id())
     }
 

@@ -1,6 +1,7 @@
 //! The sandbox gateway's "bank": settles a payment intent with play money by signing a
 //! webhook with the sandbox secret and delivering it through the very path a bank's takes.
-//! Dev mode only.
+//! Dev mode only, and only for the intent's owner: play money must not confirm someone
+//! else's reservation, nor a payment that was opened with the bank.
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -8,6 +9,7 @@ use time::OffsetDateTime;
 use super::gateway::{Delivery, GatewayKind, Notification};
 use super::webhook::Receipt;
 use super::Payments;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -34,8 +36,11 @@ pub struct Settlement {
 }
 
 impl Payments {
+    /// Pays `who`'s sandbox intent. Anyone else's intent is `payment_not_found`, as if it
+    /// did not exist; a bank intent is a `validation_error` on `payment_id`.
     pub async fn settle_in_sandbox(
         &self,
+        who: &Principal,
         payment_id: &str,
         req: SettleRequest,
     ) -> ApiResult<Settlement> {
@@ -47,6 +52,15 @@ impl Payments {
         let not_found = || ApiError::field(ErrorCode::PaymentNotFound, "payment_id");
         super::parse_payment_id(payment_id).ok_or_else(not_found)?;
         let intent = self.load_by_id(payment_id).await?.ok_or_else(not_found)?;
+        if intent.user_id != who.user_id {
+            return Err(not_found());
+        }
+        if intent.gateway != GatewayKind::Sandbox {
+            return Err(ApiError::validation(
+                "payment_id",
+                "a bank payment; the sandbox pays only its own",
+            ));
+        }
         let transaction_id =
             req.transaction_id.unwrap_or_else(|| format!("SBX{}", uuid::Uuid::new_v4().simple()));
         let notification = Notification {

@@ -236,7 +236,11 @@ impl Payments {
             gateway: r.gateway.ledger_number(),
             amount_satang: r.amount_satang.into(),
         };
-        let outcome = if r.amount_satang != intent.amount_satang {
+        let outcome = if r.gateway == GatewayKind::Sandbox && intent.gateway != GatewayKind::Sandbox
+        {
+            // Play money never confirms a payment opened with a real bank.
+            Outcome::RefundDue("wrong_gateway")
+        } else if r.amount_satang != intent.amount_satang {
             Outcome::RefundDue("amount_mismatch")
         } else if r.paid_at > intent.expires_at {
             // Paid after the deadline the payer was shown: too late, however early the

@@ -116,20 +116,36 @@ pub struct Session {
 }
 
 /// Signs in. Wrong login and wrong password give the same answer in about the same time.
+/// After a few failures from one address each attempt needs a solved challenge (`X-Pow`);
+/// an account that failed repeatedly backs off, and wrong codes lock it for a while.
 #[utoipa::path(post, path = "/v1/sessions", request_body = SignInRequest,
+    params(("X-Pow" = Option<String>, Header,
+        description = "a solved `GET /v1/challenge`, required after failed sign-ins from this address")),
     responses(
         (status = 200, body = Session),
         (status = 400, body = ErrorBody, description = "`validation_error`, `malformed_json`"),
         (status = 401, body = ErrorBody,
             description = "`invalid_credentials`, `mfa_required`, `invalid_mfa_code`"),
+        (status = 403, body = ErrorBody,
+            description = "`proof_of_work_required`, `proof_of_work_invalid`"),
+        (status = 429, body = ErrorBody,
+            description = "`rate_limited`: this address, or an account backing off or locked"),
     ))]
 #[post("/v1/sessions")]
 pub async fn sign_in(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<SignInRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
-    let tokens = state.identity.sign_in(&body.login, body.password, body.totp).await?;
+    // Guessers pay before the deliberately slow password hash: the address's rate limit,
+    // then, after its failures, a proof of work.
+    crate::routes::challenge::check_ip(&state, &req)?;
+    let ip = crate::routes::challenge::client_ip(&req, state.settings.http.trust_forwarded_for);
+    if state.identity.sign_in_needs_pow(ip) {
+        crate::routes::challenge::verify_pow(&state, &req).await?;
+    }
+    let tokens = state.identity.sign_in(&body.login, body.password, body.totp, ip).await?;
     Ok(token_response(tokens))
 }
 

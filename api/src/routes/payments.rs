@@ -123,14 +123,19 @@ pub struct Settled {
     pub webhook: WebhookAnswer,
 }
 
-/// Dev mode only: pays an intent with play money, through the same signed webhook a bank
-/// sends. The body is optional (`{}` or empty pays the exact amount).
+/// Dev mode only: pays the caller's own sandbox intent with play money, through the same
+/// signed webhook a bank sends. The body is optional (`{}` or empty pays the exact amount).
 #[utoipa::path(post, path = "/v1/sandbox/payments/{id}/settle",
     request_body(content = Option<SettleRequest>),
-    responses((status = 200, body = Settled), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Settled),
+        (status = 400, body = crate::error::ErrorBody, description = "`validation_error`: a bank payment, `malformed_json`"),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody, description = "`payment_not_found`: none of the caller's; `not_found` outside dev mode")),
+    security(("bearer" = [])))]
 #[post("/v1/sandbox/payments/{id}/settle")]
 pub async fn settle(
     state: web::Data<AppState>,
+    who: Principal,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
@@ -144,7 +149,7 @@ pub async fn settle(
             ApiError::new(ErrorCode::MalformedJson).with_arg("reason", e.to_string())
         })?
     };
-    let settlement = state.payments.settle_in_sandbox(&id, req).await?;
+    let settlement = state.payments.settle_in_sandbox(&who, &id, req).await?;
     Ok(HttpResponse::Ok().json(Settled {
         transaction_id: settlement.transaction_id,
         webhook_status: webhook_status(&settlement.receipt).as_u16(),

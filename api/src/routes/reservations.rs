@@ -1,10 +1,13 @@
 //! Reservations: create (the hot path), read, list mine, cancel.
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::reservations::{self as domain, MyReservation, Reservation, ReserveRequest};
+use crate::staff::{self, Record};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -43,9 +46,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(reservation))
 }
 
-/// A reservation's state as the ledger has it now (owner or staff).
+/// A reservation's state as the ledger has it now. The owner's, or (audited) anyone's for
+/// `finance` and `admin`; for everyone else someone else's reservation does not exist.
 #[utoipa::path(get, path = "/v1/reservations/{id}",
-    responses((status = 200, body = Reservation), (status = 404, body = crate::error::ErrorBody)),
+    params(("id" = String, Path, description = "reservation id, 30 hex digits")),
+    responses((status = 200, body = Reservation),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody, description = "`reservation_not_found`"),
+        (status = 503, body = crate::error::ErrorBody, description = "`ledger_unavailable`")),
     security(("bearer" = [])))]
 #[get("/v1/reservations/{id}")]
 pub async fn show(
@@ -53,7 +61,8 @@ pub async fn show(
     who: Principal,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let (_, reservation) = state.reservations.read(&who, &id).await?;
+    let (_, owner, reservation) = state.reservations.lookup(&id).await?;
+    staff::check_read(&state.db, &who, owner, Record::Reservation, &id).await?;
     Ok(HttpResponse::Ok().json(reservation))
 }
 
@@ -66,12 +75,26 @@ pub async fn mine(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpR
     Ok(HttpResponse::Ok().json(domain::mine(&state.db, &state.catalog, &who).await?))
 }
 
-/// Cancels a held reservation (owner or staff); the units go back at once.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CancelQuery {
+    /// Required when an admin cancels someone else's reservation; kept in the audit trail.
+    #[param(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+/// Cancels a held reservation; the units go back at once. The owner may; an admin may
+/// cancel anyone's with a `reason`, audited; nobody else.
 #[utoipa::path(delete, path = "/v1/reservations/{id}",
+    params(("id" = String, Path, description = "reservation id, 30 hex digits"), CancelQuery),
     responses(
         (status = 200, body = Reservation),
-        (status = 404, body = crate::error::ErrorBody),
-        (status = 409, body = crate::error::ErrorBody),
+        (status = 400, body = crate::error::ErrorBody, description = "`validation_error`: an admin gave no `reason`"),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody, description = "`forbidden`: staff who may read but not cancel"),
+        (status = 404, body = crate::error::ErrorBody, description = "`reservation_not_found`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`reservation_not_cancellable`, `hold_expired`"),
+        (status = 503, body = crate::error::ErrorBody, description = "`ledger_unavailable`"),
     ),
     security(("bearer" = [])))]
 #[delete("/v1/reservations/{id}")]
@@ -79,6 +102,9 @@ pub async fn cancel(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<String>,
+    query: web::Query<CancelQuery>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.reservations.cancel(&who, &id).await?))
+    let (info, owner, _) = state.reservations.lookup(&id).await?;
+    staff::check_cancel(&state.db, &who, owner, &id, query.reason.as_deref()).await?;
+    Ok(HttpResponse::Ok().json(state.reservations.cancel(&info).await?))
 }
