@@ -80,6 +80,10 @@ error_codes! {
     Internal => ("internal_error", 500),
 }
 
+/// `Retry-After` of a `ledger_unavailable` answer: a replica fails over in about a second,
+/// so retrying sooner mostly meets the same outage and later only keeps people waiting.
+pub const LEDGER_RETRY_AFTER_SECONDS: u64 = 1;
+
 /// The HTTP status an error code answers with. A number, not a web framework's type: the
 /// domain modules that return errors know nothing of the server that sends them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +138,15 @@ impl ApiError {
     pub fn ledger_timeout() -> Self {
         metrics::counter!("allot_ledger_timeouts_total").increment(1);
         tracing::warn!("ledger call timed out");
-        Self::new(ErrorCode::LedgerUnavailable)
+        Self::ledger_unavailable()
+    }
+
+    /// TigerBeetle did not answer. The request may still be committed later (the client
+    /// library keeps retrying it), so the outcome is unknown, never "failed": the answer
+    /// says when to retry, and the message says to retry with the same Idempotency-Key,
+    /// which names the same hold and so returns it if it was committed meanwhile.
+    pub fn ledger_unavailable() -> Self {
+        Self::new(ErrorCode::LedgerUnavailable).with_arg("retry_after", LEDGER_RETRY_AFTER_SECONDS)
     }
 
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
@@ -179,7 +191,7 @@ impl From<allot_ledger::LedgerError> for ApiError {
         match e {
             allot_ledger::LedgerError::Unavailable(_) => {
                 tracing::warn!(error = %e, "ledger unavailable");
-                ApiError::new(ErrorCode::LedgerUnavailable)
+                ApiError::ledger_unavailable()
             }
             other => ApiError::internal(other),
         }

@@ -113,11 +113,23 @@ impl TestApp {
     }
 
     pub async fn spawn_with(offerings_dir: PathBuf) -> TestApp {
-        let database_url = fresh_database().await;
+        Self::spawn_configured(offerings_dir, |_| {}).await
+    }
+
+    /// An app whose test settings `configure` changes first (another TigerBeetle or
+    /// Postgres, shorter timeouts).
+    pub async fn spawn_configured(
+        offerings_dir: PathBuf,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let data_dir = tempfile::tempdir().unwrap();
-        let app = Application::build(settings(&database_url, data_dir.path(), offerings_dir))
-            .await
-            .expect("app builds");
+        let mut settings = settings("", data_dir.path(), offerings_dir);
+        configure(&mut settings);
+        if settings.database.url.is_empty() {
+            settings.database.url = fresh_database().await;
+        }
+        let database_url = settings.database.url.clone();
+        let app = Application::build(settings).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
         tokio::spawn(app.run_until_stopped());

@@ -27,7 +27,7 @@ pub fn server_binary() -> PathBuf {
 #[derive(Debug)]
 pub struct Server {
     pub port: u16,
-    _child: Child,
+    child: Child,
     _stdin: ChildStdin,
     _dir: tempfile::TempDir,
 }
@@ -75,12 +75,28 @@ impl Server {
         // The server has the data file open now; unlinking it gives the space back when the
         // server exits, even for the per-binary server that is never dropped.
         std::fs::remove_file(&file).expect("unlink the data file");
-        Server { port, _child: child, _stdin: stdin, _dir: dir }
+        Server { port, child, _stdin: stdin, _dir: dir }
     }
 
     pub fn address(&self) -> String {
         self.port.to_string()
     }
+
+    /// Freezes the server (SIGSTOP): requests reach its socket and wait there, as with a
+    /// replica that stalls; the outage tests use it to make a ledger call time out.
+    pub fn pause(&self) {
+        signal(self.child.id(), "-STOP");
+    }
+
+    /// Undoes [`Server::pause`]; queued requests are then processed.
+    pub fn resume(&self) {
+        signal(self.child.id(), "-CONT");
+    }
+}
+
+fn signal(pid: u32, which: &str) {
+    let status = Command::new("kill").args([which, &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill {which} {pid} failed");
 }
 
 /// One server per test binary: tests isolate themselves by offering number instead.

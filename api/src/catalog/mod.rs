@@ -33,7 +33,15 @@ pub struct Offering {
     pub config: OfferingConfig,
     pub spec: OfferingSpec,
     pub is_open: bool,
-    availability: Mutex<Option<(Instant, Vec<ZoneBalance>)>>,
+    availability: Mutex<Option<Figures>>,
+}
+
+/// Zone figures as last read from the ledger, and when.
+#[derive(Clone, Debug)]
+pub struct Figures {
+    pub read_at: Instant,
+    pub as_of: OffsetDateTime,
+    pub zones: Vec<ZoneBalance>,
 }
 
 impl Offering {
@@ -92,19 +100,22 @@ impl Offering {
     }
 
     /// Live zone figures from TigerBeetle, cached for at most `max_age`.
-    pub async fn availability(
-        &self,
-        ledger: &Ledger,
-        max_age: Duration,
-    ) -> ApiResult<Vec<ZoneBalance>> {
-        if let Some((at, cached)) = self.availability.lock().expect("not poisoned").as_ref() {
-            if at.elapsed() < max_age {
-                return Ok(cached.clone());
+    pub async fn availability(&self, ledger: &Ledger, max_age: Duration) -> ApiResult<Figures> {
+        if let Some(cached) = self.last_availability() {
+            if cached.read_at.elapsed() < max_age {
+                return Ok(cached);
             }
         }
-        let fresh = ledger.zone_balances(&self.spec).await?;
-        *self.availability.lock().expect("not poisoned") = Some((Instant::now(), fresh.clone()));
+        let zones = ledger.zone_balances(&self.spec).await?;
+        let fresh = Figures { read_at: Instant::now(), as_of: OffsetDateTime::now_utc(), zones };
+        *self.availability.lock().expect("not poisoned") = Some(fresh.clone());
         Ok(fresh)
+    }
+
+    /// The figures last read, however old: what a page shows, marked stale, while the
+    /// ledger does not answer.
+    pub fn last_availability(&self) -> Option<Figures> {
+        self.availability.lock().expect("not poisoned").clone()
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 use allot_ledger::Ledger;
 use serde::Serialize;
 
-use super::{Offering, OfferingConfig};
-use crate::error::{ApiError, ApiResult};
+use super::{Figures, Offering, OfferingConfig};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ZoneView {
@@ -24,8 +24,13 @@ pub struct OfferingView {
     pub config: OfferingConfig,
     /// Accepting reservations right now.
     pub open: bool,
-    /// Live figures per zone, at most `availability_cache_ms` old.
+    /// Live figures per zone, at most `availability_cache_ms` old, unless `stale`.
     pub availability: Vec<ZoneView>,
+    /// The ledger did not answer: `availability` is the last known, as of `availability_as_of`.
+    pub stale: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub availability_as_of: time::OffsetDateTime,
 }
 
 /// How long a ledger read may take, and how old cached figures may be.
@@ -35,23 +40,44 @@ pub struct ViewLimits {
     pub availability_max_age: Duration,
 }
 
+/// The offering with its figures: live when the ledger answers in time, else the last
+/// known ones marked stale (a page that shows a moment-old count beats an error page);
+/// `ledger_unavailable` only when this instance never read them.
 pub async fn view(
     ledger: &Ledger,
     limits: ViewLimits,
     offering: &Offering,
 ) -> ApiResult<OfferingView> {
-    let balances = tokio::time::timeout(
+    let live = tokio::time::timeout(
         limits.ledger_timeout,
         offering.availability(ledger, limits.availability_max_age),
     )
     .await
-    .map_err(|_| ApiError::ledger_timeout())??;
+    .map_err(|_| ApiError::ledger_timeout())
+    .and_then(|r| r);
+    let (figures, stale) = match live {
+        Ok(figures) => (figures, false),
+        Err(e) if e.code == ErrorCode::LedgerUnavailable => {
+            (offering.last_availability().ok_or(e)?, true)
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(OfferingView {
+        config: offering.config.clone(),
+        open: offering.accepts_reservations(time::OffsetDateTime::now_utc()),
+        availability: zone_views(offering, &figures),
+        stale,
+        availability_as_of: figures.as_of,
+    })
+}
+
+fn zone_views(offering: &Offering, figures: &Figures) -> Vec<ZoneView> {
     let to_u64 = |v: u128| u64::try_from(v).expect("bounded by supply");
-    let availability = offering
+    offering
         .config
         .zones
         .iter()
-        .zip(balances)
+        .zip(&figures.zones)
         .map(|(zone, b)| ZoneView {
             id: zone.id.clone(),
             price_satang: zone.price_satang,
@@ -60,10 +86,5 @@ pub async fn view(
             confirmed: to_u64(b.confirmed),
             remaining: to_u64(b.remaining),
         })
-        .collect();
-    Ok(OfferingView {
-        config: offering.config.clone(),
-        open: offering.accepts_reservations(time::OffsetDateTime::now_utc()),
-        availability,
-    })
+        .collect()
 }

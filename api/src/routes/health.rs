@@ -11,6 +11,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
+    /// `ok`; `degraded` (reservations work, Postgres does not answer: sign-ups, payments
+    /// and lists wait); `unavailable` (TigerBeetle does not answer: no reservations).
     pub status: &'static str,
     pub tigerbeetle: &'static str,
     pub postgres: &'static str,
@@ -23,20 +25,32 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Both stores answer: TigerBeetle (`Ledger::ping`) and Postgres (`allot_store::ping`).
+/// Ready means this instance can take reservations: TigerBeetle answers (`Ledger::ping`).
+/// The reservation path reads no Postgres, so a Postgres outage is `degraded` in the body
+/// and in `allot_postgres_up`, not a 503: a load balancer must keep sending reservations
+/// to every instance then, since draining them all would turn a partial outage into a
+/// full one.
 #[utoipa::path(get, path = "/health/ready", responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let tb = tokio::time::timeout(state.tb_timeout(), state.ledger.ping())
         .await
         .is_ok_and(|r| r.is_ok());
-    let pg = match state.db.get().await {
-        Ok(client) => allot_store::ping(&client).await.is_ok(),
-        Err(_) => false,
-    };
+    let pg = tokio::time::timeout(state.tb_timeout(), async {
+        allot_store::ping(&state.db.get().await.ok()?).await.ok()
+    })
+    .await
+    .is_ok_and(|r| r.is_some());
+    ::metrics::gauge!("allot_ledger_up").set(f64::from(u8::from(tb)));
+    ::metrics::gauge!("allot_postgres_up").set(f64::from(u8::from(pg)));
     let word = |ok: bool| if ok { "ok" } else { "down" };
-    let body = Health { status: word(tb && pg), tigerbeetle: word(tb), postgres: word(pg) };
-    if tb && pg {
+    let status = match (tb, pg) {
+        (true, true) => "ok",
+        (true, false) => "degraded",
+        (false, _) => "unavailable",
+    };
+    let body = Health { status, tigerbeetle: word(tb), postgres: word(pg) };
+    if tb {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

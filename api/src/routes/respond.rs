@@ -22,10 +22,9 @@ impl ResponseError for ApiError {
             field: self.field.clone(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if self.code == ErrorCode::RateLimited {
-            if let Some((_, seconds)) = self.args.iter().find(|(k, _)| *k == "retry_after") {
-                response.insert_header(("Retry-After", seconds.as_str()));
-            }
+        // Rate limits and ledger outages say when to come back.
+        if let Some((_, seconds)) = self.args.iter().find(|(k, _)| *k == "retry_after") {
+            response.insert_header(("Retry-After", seconds.as_str()));
         }
         let mut response = response.json(body);
         response.extensions_mut().insert(self.clone());
