@@ -7,7 +7,8 @@
 //! - [`catalog`]: offerings, cached in memory for the hot path.
 //! - [`reservations`]: the reservation hot path (TigerBeetle only); [`holds`]: the hold ids
 //!   it shares with the fairness paths that place holds.
-//! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable.
+//! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable;
+//!   [`leader`]: the one instance that runs it (and the waitlist's offers), by a lease.
 //! - [`payments`]: payment intents, PromptPay QR, signed bank webhooks that confirm holds in
 //!   the ledger.
 //! - [`notify`]: notifications to people through a Postgres outbox (payments and the
@@ -43,6 +44,7 @@ pub mod fairness;
 pub mod holds;
 pub mod i18n;
 pub mod identity;
+pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod payments;

@@ -14,11 +14,23 @@ use allot_store::status::ReservationStatus;
 use allot_store::Pool;
 
 use crate::catalog::{Catalog, Offering};
+use crate::leader::Leader;
 use crate::reservations::{format_id, EXPIRY_GRACE};
 
-/// Runs forever: projects every offering, marks lapsed holds expired, sleeps, repeats.
-pub async fn run(ledger: Arc<Ledger>, db: Pool, catalog: Arc<Catalog>, interval: Duration) {
+/// Runs forever while this instance leads (one projector at a time; see `leader`):
+/// projects every offering, marks lapsed holds expired, sleeps, repeats.
+pub async fn run(
+    ledger: Arc<Ledger>,
+    db: Pool,
+    catalog: Arc<Catalog>,
+    interval: Duration,
+    leader: Leader,
+) {
     loop {
+        if !leader.is_leading() {
+            tokio::time::sleep(interval).await;
+            continue;
+        }
         let mut behind = Duration::ZERO;
         for offering in catalog.all() {
             match project_offering(&ledger, &db, &offering).await {

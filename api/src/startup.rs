@@ -14,6 +14,7 @@ use crate::catalog::{self, Catalog};
 use crate::config::Settings;
 use crate::identity::tokens::TokenKeys;
 use crate::identity::{dev_bootstrap, Identity};
+use crate::leader::Leader;
 use crate::routes;
 use crate::secrets::Secrets;
 use crate::state::AppState;
@@ -175,13 +176,19 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
     })
 }
 
+/// Loops every instance runs (catalog refresh, outbox and payments, which claim rows with
+/// `SKIP LOCKED`; the waiting room's controller, under its own lease), and the ones only
+/// the leader runs (projector, waitlist offers).
 fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
+    let leader = Leader::default();
+    let campaign = tokio::spawn(leader.clone().campaign(state.settings.database.url.clone()));
     let interval = Duration::from_millis(state.settings.ledger.projector_interval_ms);
     let projector = tokio::spawn(crate::projector::run(
         state.ledger.clone(),
         state.db.clone(),
         state.catalog.clone(),
         interval,
+        leader.clone(),
     ));
     // Other instances may change offerings: converge on Postgres every few seconds.
     let refresher = {
@@ -201,8 +208,8 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
         state.settings.notify.clone(),
     );
     let payments = tokio::spawn(payments);
-    let mut tasks = vec![projector, refresher, payments];
-    tasks.extend(state.fairness.spawn());
+    let mut tasks = vec![campaign, projector, refresher, payments];
+    tasks.extend(state.fairness.spawn(&leader));
     tasks
 }
 

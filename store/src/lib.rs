@@ -23,6 +23,7 @@
 //!   the reads `reconcile` checks them with.
 //! - [`reports`]: officials' live figures from the projection and the waiting room.
 //! - [`statements`]: bank statement lines, and the payment records reconciliation reads.
+//! - [`lease`]: leadership among API instances, a session advisory lock.
 //! - [`ping`]: readiness, a trivial statement.
 //!
 //! Invariants:
@@ -34,6 +35,7 @@ pub mod audit;
 pub mod book;
 pub mod fairness;
 pub mod identity;
+pub mod lease;
 pub mod offerings;
 pub mod outbox;
 pub mod payments;

@@ -24,8 +24,9 @@ pub async fn checkpoint(client: &impl GenericClient, ledger: i64) -> Result<i64,
     Ok(row.map_or(0, |r| r.get(0)))
 }
 
-/// Moves the checkpoint of `ledger` to `last_timestamp`. In the transaction of the page's
-/// rows, so the two never disagree.
+/// Moves the checkpoint of `ledger` forward to `last_timestamp`, never back: a projector
+/// that lost its lease mid-page (or an older page committed late) cannot undo a later one.
+/// In the transaction of the page's rows, so the two never disagree.
 pub async fn save_checkpoint(
     client: &impl GenericClient,
     ledger: i64,
@@ -34,7 +35,8 @@ pub async fn save_checkpoint(
     client
         .execute(
             "INSERT INTO projector_checkpoints (ledger, last_timestamp) VALUES ($1, $2)
-             ON CONFLICT (ledger) DO UPDATE SET last_timestamp = EXCLUDED.last_timestamp",
+             ON CONFLICT (ledger) DO UPDATE
+             SET last_timestamp = GREATEST(projector_checkpoints.last_timestamp, EXCLUDED.last_timestamp)",
             &[&ledger, &last_timestamp],
         )
         .await?;

@@ -10,6 +10,7 @@ pub mod app;
 pub mod architecture;
 pub mod finance;
 pub mod postgres;
+pub mod process;
 pub mod tigerbeetle;
 
 /// One benchmark figure as the JSON line `./ops/bench --json` promises:

@@ -118,11 +118,12 @@ impl Fairness {
     }
 
     /// Background work: the admission controller (with the pre-queue shuffle at opening),
-    /// the waitlist's offers, and housekeeping of rate-limit and replay state.
-    pub fn spawn(&self) -> Vec<JoinHandle<()>> {
+    /// the waitlist's offers (by the leading instance only), and housekeeping of rate-limit
+    /// and replay state.
+    pub fn spawn(&self, leader: &crate::leader::Leader) -> Vec<JoinHandle<()>> {
         vec![
             tokio::spawn(self.queue.clone().controller()),
-            tokio::spawn(self.waitlist.clone().offer_loop()),
+            tokio::spawn(self.waitlist.clone().offer_loop(leader.clone())),
             tokio::spawn(housekeeping(self.limits.clone(), self.pow.clone())),
         ]
     }

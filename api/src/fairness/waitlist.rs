@@ -147,10 +147,14 @@ impl Waitlist {
         Ok(balances.iter().find(|b| b.zone == zone).map_or(0, |b| b.remaining))
     }
 
-    /// Offers freed units, forever, every [`OFFER_INTERVAL`].
-    pub async fn offer_loop(self) {
+    /// Offers freed units, forever, every [`OFFER_INTERVAL`], while this instance leads:
+    /// two instances serving one line at once could offer its head twice over.
+    pub async fn offer_loop(self, leader: crate::leader::Leader) {
         loop {
             tokio::time::sleep(OFFER_INTERVAL).await;
+            if !leader.is_leading() {
+                continue;
+            }
             if let Err(e) = self.offer_round().await {
                 tracing::warn!(error = %e, "waitlist round failed");
             }
