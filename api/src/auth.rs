@@ -11,6 +11,8 @@ pub struct Principal {
     pub user_id: i64,
     pub role: Role,
     pub mfa: bool,
+    /// The session the token belongs to.
+    pub session: uuid::Uuid,
 }
 
 impl Principal {

@@ -82,7 +82,10 @@ pub struct IdentitySettings {
     /// HMAC key for identity lookup hashes, hex. Same rules as `token_secret`.
     pub identity_key: Secret,
     pub access_token_seconds: u64,
+    /// A refresh token unused this long expires (an idle session ends).
     pub refresh_token_seconds: u64,
+    /// A session ends this long after its sign-in whatever its refreshes (absolute).
+    pub session_seconds_max: u64,
     /// Failed sign-ins from one address after which each further attempt from it needs a
     /// solved proof-of-work challenge (`X-Pow`); 0 turns this off.
     pub sign_in_pow_after_failures: u32,
@@ -205,7 +208,8 @@ impl Default for IdentitySettings {
             token_secret: Secret::default(),
             identity_key: Secret::default(),
             access_token_seconds: 15 * 60,
-            refresh_token_seconds: 30 * 24 * 3600,
+            refresh_token_seconds: 7 * 24 * 3600,
+            session_seconds_max: 30 * 24 * 3600,
             sign_in_pow_after_failures: 5,
         }
     }
@@ -268,6 +272,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("identity_key", "identity.identity_key"),
     ("access_token_seconds", "identity.access_token_seconds"),
     ("refresh_token_seconds", "identity.refresh_token_seconds"),
+    ("session_seconds_max", "identity.session_seconds_max"),
     ("sign_in_pow_after_failures", "identity.sign_in_pow_after_failures"),
     ("webhook_secret_bank", "payments.webhook_secret_bank"),
     ("webhook_secret_sandbox", "payments.webhook_secret_sandbox"),

@@ -208,7 +208,9 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
         state.settings.notify.clone(),
     );
     let payments = tokio::spawn(payments);
-    let mut tasks = vec![campaign, projector, refresher, payments];
+    // Every process (not only the leader) refuses the tokens of sessions any process revoked.
+    let revocations = tokio::spawn(state.identity.clone().watch_revocations());
+    let mut tasks = vec![campaign, projector, refresher, payments, revocations];
     tasks.extend(state.fairness.spawn(&leader));
     tasks
 }

@@ -1,5 +1,5 @@
-//! Users, their refresh tokens and their second factor (`users`, `refresh_tokens`,
-//! migration V1).
+//! Users, their sessions and refresh tokens, and their second factor (`users`,
+//! `refresh_tokens`, migration V1; `sessions`, V8; sign-in attempts, V7).
 //!
 //! A user's role travels as its stored spelling (`users.role`, whose `CHECK` constraint
 //! lists the five roles); the API's `Role` parses it, since that enum is also part of the
@@ -173,6 +173,16 @@ pub async fn profile(client: &impl GenericClient, user_id: i64) -> Result<Option
     }))
 }
 
+/// The user's password hash, `None` when there is no such user.
+pub async fn password_hash(
+    client: &impl GenericClient,
+    user_id: i64,
+) -> Result<Option<String>, Error> {
+    let row =
+        client.query_opt("SELECT password_hash FROM users WHERE user_id = $1", &[&user_id]).await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
 pub async fn user_exists(client: &impl GenericClient, user_id: i64) -> Result<bool, Error> {
     let row = client.query_opt("SELECT 1 FROM users WHERE user_id = $1", &[&user_id]).await?;
     Ok(row.is_some())
@@ -303,9 +313,29 @@ pub async fn use_totp_step(
     Ok(used > 0)
 }
 
-// ---- Refresh tokens -------------------------------------------------------------------------
+// ---- Sessions and refresh tokens ------------------------------------------------------------
 
-/// Stores a refresh token (its SHA-256) of `family`, valid for `lifetime_seconds`.
+/// Starts a session (a refresh-token family) that ends `lifetime_seconds` from now at the
+/// latest, whatever its refreshes.
+pub async fn insert_session(
+    client: &impl GenericClient,
+    family: Uuid,
+    user_id: i64,
+    mfa: bool,
+    lifetime_seconds: i64,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO sessions (family, user_id, mfa, expires_at)
+             VALUES ($1, $2, $3, now() + $4::BIGINT * INTERVAL '1 second')",
+            &[&family, &user_id, &mfa, &lifetime_seconds],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Stores a refresh token (its SHA-256) of session `family`, valid for `lifetime_seconds`
+/// but never beyond the session's own end.
 pub async fn insert_refresh_token(
     client: &impl GenericClient,
     token_hash: &[u8],
@@ -316,36 +346,42 @@ pub async fn insert_refresh_token(
     client
         .execute(
             "INSERT INTO refresh_tokens (token_hash, user_id, family, expires_at)
-             VALUES ($1, $2, $3, now() + $4::BIGINT * INTERVAL '1 second')",
+             SELECT $1, $2, $3, LEAST(now() + $4::BIGINT * INTERVAL '1 second', s.expires_at)
+             FROM sessions s WHERE s.family = $3",
             &[&token_hash, &user_id, &family, &lifetime_seconds],
         )
         .await?;
     Ok(())
 }
 
-/// A presented refresh token, with its owner's current role and second factor.
+/// A presented refresh token, with its session and its owner's current role.
 #[derive(Clone, Debug)]
 pub struct RefreshToken {
     pub user_id: i64,
     pub family: Uuid,
     pub used: bool,
+    /// The token's session was revoked (signed out, reuse detected, role or factor change).
     pub revoked: bool,
+    /// The token or its session is past its end.
     pub expired: bool,
     pub role: String,
-    pub totp_enabled: bool,
+    /// Whether the session passed a second factor.
+    pub mfa: bool,
 }
 
 /// The token of `token_hash`, locked until the transaction ends: of two concurrent
-/// refreshes with one token, exactly one rotates it and the other sees it used.
+/// refreshes with one token, exactly one rotates it and the other sees it used. A token
+/// without a session (issued before sessions were recorded) is unknown.
 pub async fn lock_refresh_token(
     client: &impl GenericClient,
     token_hash: &[u8],
 ) -> Result<Option<RefreshToken>, Error> {
     let row = client
         .query_opt(
-            "SELECT t.user_id, t.family, t.used_at IS NOT NULL, t.revoked_at IS NOT NULL,
-                    t.expires_at <= now(), u.role, u.totp_enabled
-             FROM refresh_tokens t JOIN users u USING (user_id)
+            "SELECT t.user_id, t.family, t.used_at IS NOT NULL,
+                    t.revoked_at IS NOT NULL OR s.revoked_at IS NOT NULL,
+                    t.expires_at <= now() OR s.expires_at <= now(), u.role, s.mfa
+             FROM refresh_tokens t JOIN sessions s USING (family) JOIN users u ON u.user_id = t.user_id
              WHERE t.token_hash = $1 FOR UPDATE OF t",
             &[&token_hash],
         )
@@ -357,7 +393,7 @@ pub async fn lock_refresh_token(
         revoked: row.get(3),
         expired: row.get(4),
         role: row.get(5),
-        totp_enabled: row.get(6),
+        mfa: row.get(6),
     }))
 }
 
@@ -371,41 +407,90 @@ pub async fn mark_refresh_token_used(
     Ok(())
 }
 
-/// Revokes every live token of one sign-in.
-pub async fn revoke_family(client: &impl GenericClient, family: Uuid) -> Result<(), Error> {
-    client
-        .execute(
-            "UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL",
+fn families(rows: Vec<tokio_postgres::Row>) -> Vec<Uuid> {
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// Revokes one session; answers it when it was live.
+pub async fn revoke_family(client: &impl GenericClient, family: Uuid) -> Result<Vec<Uuid>, Error> {
+    let rows = client
+        .query(
+            "UPDATE sessions SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL
+             RETURNING family",
             &[&family],
         )
         .await?;
-    Ok(())
+    Ok(families(rows))
 }
 
-/// Revokes every live token of the sign-in that `token_hash` belongs to; an unknown hash
-/// revokes nothing.
-pub async fn revoke_family_of(client: &impl GenericClient, token_hash: &[u8]) -> Result<(), Error> {
-    client
-        .execute(
-            "UPDATE refresh_tokens SET revoked_at = now()
+/// Revokes the session that `token_hash` belongs to; an unknown hash revokes nothing.
+pub async fn revoke_family_of(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<Vec<Uuid>, Error> {
+    let rows = client
+        .query(
+            "UPDATE sessions SET revoked_at = now()
                  WHERE family = (SELECT family FROM refresh_tokens WHERE token_hash = $1)
-                   AND revoked_at IS NULL",
+                   AND revoked_at IS NULL
+             RETURNING family",
             &[&token_hash],
         )
         .await?;
-    Ok(())
+    Ok(families(rows))
 }
 
-/// Revokes every live token of every sign-in of the user.
-pub async fn revoke_user(client: &impl GenericClient, user_id: i64) -> Result<(), Error> {
-    client
-        .execute(
-            "UPDATE refresh_tokens SET revoked_at = now()
-                 WHERE user_id = $1 AND revoked_at IS NULL",
-            &[&user_id],
+/// Revokes every live session of the user but `keep` (the one asking, when it stays).
+pub async fn revoke_user(
+    client: &impl GenericClient,
+    user_id: i64,
+    keep: Option<Uuid>,
+) -> Result<Vec<Uuid>, Error> {
+    let rows = client
+        .query(
+            "UPDATE sessions SET revoked_at = now()
+                 WHERE user_id = $1 AND revoked_at IS NULL AND family IS DISTINCT FROM $2
+             RETURNING family",
+            &[&user_id, &keep],
         )
         .await?;
-    Ok(())
+    Ok(families(rows))
+}
+
+/// Marks a live session of the user as having passed a second factor; `false` when there
+/// is no such session.
+pub async fn set_session_mfa(
+    client: &impl GenericClient,
+    user_id: i64,
+    family: Uuid,
+) -> Result<bool, Error> {
+    let n = client
+        .execute(
+            "UPDATE sessions SET mfa = TRUE WHERE family = $1 AND user_id = $2 AND revoked_at IS NULL",
+            &[&family, &user_id],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// Sessions revoked after `since` (by any process), and when: how every API process learns
+/// which access tokens to refuse.
+pub async fn revoked_since(
+    client: &impl GenericClient,
+    since: std::time::SystemTime,
+) -> Result<Vec<(Uuid, std::time::SystemTime)>, Error> {
+    let rows = client
+        .query(
+            "SELECT family, revoked_at FROM sessions WHERE revoked_at > $1 ORDER BY revoked_at",
+            &[&since],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// The database's clock: revocation polls compare against it, not the API host's.
+pub async fn now(client: &impl GenericClient) -> Result<std::time::SystemTime, Error> {
+    Ok(client.query_one("SELECT now()", &[]).await?.get(0))
 }
 
 // ---- The development admin ------------------------------------------------------------------
@@ -437,19 +522,21 @@ impl std::fmt::Debug for DevAdmin<'_> {
     }
 }
 
-/// Creates the development admin. An earlier one that was demoted keeps its row (same
-/// email): it is taken over, promoted and given the new password and secret.
+/// Creates the development admin and answers its user id. An earlier one that was demoted
+/// keeps its row (same email): it is taken over, promoted and given the new password and
+/// secret; the caller revokes its sessions.
 pub async fn upsert_dev_admin(
     client: &impl GenericClient,
     admin: &DevAdmin<'_>,
-) -> Result<(), Error> {
-    client
-        .execute(
+) -> Result<i64, Error> {
+    let row = client
+        .query_one(
             "INSERT INTO users (user_id, identity_hash, email, password_hash, display_name, locale,
                             role, totp_secret, totp_enabled)
          VALUES ($1, $2, $3, $4, 'Development admin', 'en', 'admin', $5, TRUE)
          ON CONFLICT (email) DO UPDATE SET role = 'admin', password_hash = EXCLUDED.password_hash,
-             totp_secret = EXCLUDED.totp_secret, totp_enabled = TRUE",
+             totp_secret = EXCLUDED.totp_secret, totp_enabled = TRUE, totp_last_step = NULL
+         RETURNING user_id",
             &[
                 &admin.user_id,
                 &admin.identity_hash,
@@ -459,5 +546,5 @@ pub async fn upsert_dev_admin(
             ],
         )
         .await?;
-    Ok(())
+    Ok(row.get(0))
 }

@@ -444,7 +444,9 @@ async fn an_enrolled_authenticator_is_required_at_sign_in() {
     let (status, res) = call(&app, Method::POST, "/v1/me/mfa", None, None).await;
     assert_error(status, &res, (401, "unauthorized", None));
 
-    let (status, enrolment) = call(&app, Method::POST, "/v1/me/mfa", Some(&token), None).await;
+    let with_password = Some(json!({"password": PASSWORD}));
+    let (status, enrolment) =
+        call(&app, Method::POST, "/v1/me/mfa", Some(&token), with_password.clone()).await;
     assert_eq!(status, 201, "{enrolment}");
     let secret = enrolment["secret"].as_str().unwrap().to_owned();
     let url = enrolment["otpauth_url"].as_str().unwrap();
@@ -487,7 +489,7 @@ async fn an_enrolled_authenticator_is_required_at_sign_in() {
     assert!(app.state.tokens.verify(access(&session)).unwrap().mfa);
 
     // An enabled factor cannot be swapped by whoever holds an access token.
-    let (status, res) = call(&app, Method::POST, "/v1/me/mfa", Some(&token), None).await;
+    let (status, res) = call(&app, Method::POST, "/v1/me/mfa", Some(&token), with_password).await;
     assert_error(status, &res, (403, "forbidden", None));
     let body = json!({"code": code_now(&secret), "remember": true});
     let (status, res) =
@@ -580,8 +582,14 @@ async fn an_admin_assigns_roles_and_staff_must_enrol_a_second_factor() {
     let (status, res) = set_role(access(&staff).into(), other_id, "finance").await;
     assert_error(status, &res, (403, "mfa_enrollment_required", None));
 
-    let (status, enrolment) =
-        call(&app, Method::POST, "/v1/me/mfa", Some(access(&staff)), None).await;
+    let (status, enrolment) = call(
+        &app,
+        Method::POST,
+        "/v1/me/mfa",
+        Some(access(&staff)),
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
     assert_eq!(status, 201, "{enrolment}");
     let secret = enrolment["secret"].as_str().unwrap();
     let body = json!({"code": code_now(secret)});
@@ -596,10 +604,13 @@ async fn an_admin_assigns_roles_and_staff_must_enrol_a_second_factor() {
     let (status, res) = set_role(access(&refreshed).into(), other_id, "finance").await;
     assert_eq!((status, res), (200, json!({"user_id": other_id, "role": "finance"})));
 
-    // A demotion takes effect at the next refresh.
+    // A demotion ends the demoted admin's sessions at once: tokens and refresh alike.
     let (status, _) = set_role(admin_token.clone(), user_id, "citizen").await;
     assert_eq!(status, 200);
-    let (_, demoted) = refresh(&app, &refreshed["refresh_token"]).await;
+    let (status, res) = set_role(access(&refreshed).into(), other_id, "citizen").await;
+    assert_error(status, &res, (401, "unauthorized", None));
+    assert_eq!(refresh(&app, &refreshed["refresh_token"]).await.0, 401);
+    let (_, demoted) = sign_in(&app, &address, PASSWORD, Some(&code_now(secret))).await;
     assert_eq!(app.state.tokens.verify(access(&demoted)).unwrap().role, Role::Citizen);
     let (status, res) = set_role(access(&demoted).into(), other_id, "citizen").await;
     assert_error(status, &res, (403, "forbidden", None));

@@ -66,9 +66,11 @@ pub async fn ensure_admin(identity: &Identity, data_dir: &Path) -> Result<(), St
         password_hash: &password_hash,
         totp_secret: &credentials.totp_secret,
     };
-    store::upsert_dev_admin(&tx, &admin)
+    let user_id = store::upsert_dev_admin(&tx, &admin)
         .await
         .map_err(|e| format!("creating the dev admin: {e}"))?;
+    // A taken-over account's earlier sign-ins must not carry over to the new admin.
+    identity.revoke_sessions(&tx, user_id, None).await.map_err(|e| format!("{e:?}"))?;
     let path = data_dir.join(CREDENTIALS_FILE);
     replace_private(&path, &serde_json::to_vec_pretty(&credentials).expect("serializes"))?;
     tx.commit().await.map_err(|e| e.to_string())?;

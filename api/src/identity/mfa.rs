@@ -1,10 +1,11 @@
 //! The second factor: TOTP enrolment, its confirmation, and the code check at sign-in.
 //!
-//! Enrolment stores a new secret that sign-in does not require until a current code
-//! confirms it. Once MFA is enabled, enrolling again is `forbidden`, so a stolen access
-//! token cannot swap the factor.
+//! Enrolment (which asks for the password again) stores a new secret that sign-in does not
+//! require until a current code confirms it. Once MFA is enabled, enrolling again is
+//! `forbidden`, so a stolen access token cannot swap the factor.
 
 use allot_store::identity as store;
+use uuid::Uuid;
 
 use super::tokens::now_seconds;
 use super::{totp, Identity};
@@ -26,8 +27,14 @@ impl std::fmt::Debug for Enrolment {
 }
 
 impl Identity {
-    /// Starts TOTP enrolment for the user with a fresh secret.
-    pub async fn start_mfa_enrolment(&self, user_id: i64) -> ApiResult<Enrolment> {
+    /// Starts TOTP enrolment for the user with a fresh secret. The password is asked again:
+    /// an access token alone (a stolen one, an unlocked laptop) must not choose the factor.
+    pub async fn start_mfa_enrolment(
+        &self,
+        user_id: i64,
+        password: String,
+    ) -> ApiResult<Enrolment> {
+        self.check_password(user_id, password).await?;
         let secret = totp::generate_secret();
         let client = self.db.get().await?;
         let Some(email) = store::start_totp_enrolment(&client, user_id, &secret).await? else {
@@ -41,8 +48,26 @@ impl Identity {
         Ok(Enrolment { secret, otpauth_url })
     }
 
-    /// Confirms enrolment with a current `code`; from then on sign-in requires a code.
-    pub async fn confirm_mfa(&self, user_id: i64, code: &str) -> ApiResult<()> {
+    /// `invalid_credentials` on field `password` unless `password` is the user's.
+    async fn check_password(&self, user_id: i64, password: String) -> ApiResult<()> {
+        let wrong = || ApiError::field(ErrorCode::InvalidCredentials, "password");
+        if password.len() > super::password::PASSWORD_BYTES_MAX {
+            return Err(wrong());
+        }
+        let phc = store::password_hash(&self.db.get().await?, user_id).await?;
+        if phc.is_none() {
+            return Err(ApiError::new(ErrorCode::Unauthorized));
+        }
+        match super::password::verify(password, phc).await? {
+            true => Ok(()),
+            false => Err(wrong()),
+        }
+    }
+
+    /// Confirms enrolment with a current `code`; from then on sign-in requires a code. The
+    /// confirming session has passed the factor; every other session of the user ends, so
+    /// none goes on without it.
+    pub async fn confirm_mfa(&self, user_id: i64, session: Uuid, code: &str) -> ApiResult<()> {
         let client = self.db.get().await?;
         let secret = store::totp_secret(&client, user_id)
             .await?
@@ -57,7 +82,9 @@ impl Identity {
         if !store::enable_totp(&client, user_id, &secret).await? {
             return Err(invalid());
         }
-        tracing::info!(user_id, "MFA enabled");
+        store::set_session_mfa(&client, user_id, session).await?;
+        self.revoke_sessions(&client, user_id, Some(session)).await?;
+        tracing::info!(user_id, "MFA enabled; other sessions revoked");
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! - [`users`]: registration and its input rules, the caller's profile, role changes.
 //! - [`sessions`]: sign-in, refresh-token families, sign-out; [`guard`]: the defences
 //!   against guessing (per-IP proof of work, per-account backoff and lockout, single-use
-//!   TOTP codes).
+//!   TOTP codes); [`revocation`]: sign-out, and sessions revoked on role or factor change.
 //! - [`mfa`]: TOTP enrolment, its confirmation, and the code check at sign-in.
 //! - [`dev_bootstrap`]: the development admin and its private credentials file.
 //! - [`national_id`], [`password`], [`tokens`], [`totp`]: the primitives they use.
@@ -19,6 +19,7 @@ pub mod guard;
 pub mod mfa;
 pub mod national_id;
 pub mod password;
+pub mod revocation;
 pub mod sessions;
 pub mod tokens;
 pub mod totp;

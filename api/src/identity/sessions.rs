@@ -1,8 +1,10 @@
-//! Sessions: sign-in, refresh-token rotation, sign-out.
+//! Sessions: sign-in and refresh-token rotation (sign-out and revocation: `revocation`).
 //!
-//! A sign-in answers a short-lived access token and an opaque refresh token. Tokens of one
-//! sign-in form a family; presenting a token that was already rotated means it was copied,
-//! so the whole family is revoked and both holders must sign in again. Only the SHA-256 of
+//! A sign-in starts a session (a row in `sessions`: whether it passed a second factor, its
+//! absolute end) and answers a short-lived access token naming it and an opaque refresh
+//! token. Refresh tokens of one session form a family; presenting a token that was already
+//! rotated means it was copied, so the session is revoked and both holders must sign in
+//! again. Only the SHA-256 of
 //! a refresh token is stored: a database leak yields no usable refresh token.
 
 use std::net::IpAddr;
@@ -171,7 +173,8 @@ impl Identity {
         Ok(user)
     }
 
-    /// A new family: an access token and the family's first refresh token.
+    /// A new session: its row (with its absolute end and whether it passed a second
+    /// factor), an access token and the session's first refresh token.
     async fn start_session(
         &self,
         client: &impl GenericClient,
@@ -179,9 +182,12 @@ impl Identity {
         role: Role,
         mfa: bool,
     ) -> ApiResult<Tokens> {
-        let refresh_token = self.issue_refresh_token(client, user_id, Uuid::new_v4()).await?;
+        let family = Uuid::new_v4();
+        let lifetime = seconds(self.settings.session_seconds_max)?;
+        store::insert_session(client, family, user_id, mfa, lifetime).await?;
+        let refresh_token = self.issue_refresh_token(client, user_id, family).await?;
         Ok(Tokens {
-            access_token: self.tokens.issue(user_id, role, mfa),
+            access_token: self.tokens.issue_for(user_id, role, mfa, family),
             refresh_token,
             expires_in: self.tokens.access_seconds,
         })
@@ -197,16 +203,16 @@ impl Identity {
     ) -> ApiResult<String> {
         let mut raw = [0u8; REFRESH_TOKEN_BYTES];
         rand::thread_rng().fill_bytes(&mut raw);
-        let lifetime = i64::try_from(self.settings.refresh_token_seconds)
-            .map_err(|_| ApiError::internal("refresh_token_seconds does not fit in i64"))?;
+        let lifetime = seconds(self.settings.refresh_token_seconds)?;
         store::insert_refresh_token(client, &Sha256::digest(raw), user_id, family, lifetime)
             .await?;
         Ok(URL_SAFE_NO_PAD.encode(raw))
     }
 
     /// Exchanges a refresh token for a new access token and a new refresh token. The old
-    /// one stops working; presenting it again revokes every token of that sign-in. Role and
-    /// MFA status are read afresh, so a role change takes effect here.
+    /// one stops working; presenting it again revokes every token of that sign-in. The role
+    /// is read afresh; the second factor is the session's (passed at its sign-in, or at the
+    /// confirmation that enabled it within this session), never the account's.
     pub async fn refresh(&self, presented: &str) -> ApiResult<Tokens> {
         let unauthorized = || ApiError::field(ErrorCode::Unauthorized, "refresh_token");
         let hash = refresh_token_hash(presented).ok_or_else(unauthorized)?;
@@ -214,10 +220,12 @@ impl Identity {
         let tx = client.transaction().await?;
         let token = store::lock_refresh_token(&tx, &hash).await?.ok_or_else(unauthorized)?;
         if token.used && !token.revoked {
-            store::revoke_family(&tx, token.family).await?;
+            let revoked = store::revoke_family(&tx, token.family).await?;
             tx.commit().await?;
+            self.revoked_now(revoked);
             let (user_id, family) = (token.user_id, token.family);
-            tracing::warn!(user_id, %family, "refresh token reused: session family revoked");
+            tracing::warn!(target: "security", user_id, %family,
+                "refresh token reused: session revoked");
             return Err(unauthorized());
         }
         if token.used || token.revoked || token.expired {
@@ -227,37 +235,21 @@ impl Identity {
         let refresh_token = self.issue_refresh_token(&tx, token.user_id, token.family).await?;
         tx.commit().await?;
         let role = stored_role(&token.role);
-        // A session of a user with TOTP enabled passed it: at sign-in (required once
-        // enabled) or at the confirmation that enabled it, within this very session.
-        let mfa = token.totp_enabled;
         Ok(Tokens {
-            access_token: self.tokens.issue(token.user_id, role, mfa),
+            access_token: self.tokens.issue_for(token.user_id, role, token.mfa, token.family),
             refresh_token,
             expires_in: self.tokens.access_seconds,
         })
     }
+}
 
-    /// Ends the sign-in a refresh token belongs to. An unknown token ends nothing and is no
-    /// error: signing out is idempotent, and the answer must not tell a guesser whether a
-    /// token exists.
-    pub async fn sign_out(&self, refresh_token: &str) -> ApiResult<()> {
-        if let Some(hash) = refresh_token_hash(refresh_token) {
-            store::revoke_family_of(&self.db.get().await?, &hash).await?;
-        }
-        Ok(())
-    }
-
-    /// Ends every sign-in of the user. Access tokens already issued stay valid until they
-    /// expire, since they are checked without the database.
-    pub async fn sign_out_everywhere(&self, user_id: i64) -> ApiResult<()> {
-        store::revoke_user(&self.db.get().await?, user_id).await?;
-        tracing::info!(user_id, "signed out everywhere");
-        Ok(())
-    }
+/// A lifetime setting as the store takes it.
+fn seconds(value: u64) -> ApiResult<i64> {
+    i64::try_from(value).map_err(|_| ApiError::internal("a lifetime setting does not fit in i64"))
 }
 
 /// The stored hash of a presented refresh token, or `None` when it cannot be one of ours.
-fn refresh_token_hash(token: &str) -> Option<Vec<u8>> {
+pub(super) fn refresh_token_hash(token: &str) -> Option<Vec<u8>> {
     let raw = URL_SAFE_NO_PAD.decode(token.as_bytes()).ok()?;
     (raw.len() == REFRESH_TOKEN_BYTES).then(|| Sha256::digest(raw).to_vec())
 }

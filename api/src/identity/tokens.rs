@@ -1,8 +1,19 @@
 //! Short-lived signed access tokens (JWT, HS256), verified in memory on every request so
 //! the reservation path never asks the database who is calling.
+//!
+//! Each token names its session (`sid`, the refresh-token family). Signing out, a role or
+//! second-factor change, and a detected token theft revoke sessions; [`Revocations`] keeps
+//! the sessions revoked within an access token's lifetime in memory (this process's at
+//! once, every other process's within [`REVOCATION_POLL`]), and verification refuses their
+//! tokens. Still no database on the request path.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::Role;
 
@@ -17,7 +28,14 @@ pub struct Claims {
     pub exp: u64,
     /// Audience: always `allot`; admission and queue tokens use other audiences.
     pub aud: String,
+    /// The session (refresh-token family) the token belongs to.
+    pub sid: Uuid,
 }
+
+/// How often every process reads the sessions revoked by the others.
+pub const REVOCATION_POLL: Duration = Duration::from_secs(1);
+/// Validation leeway on `exp`, seconds.
+const LEEWAY_SECONDS: u64 = 5;
 
 pub const AUDIENCE: &str = "allot";
 
@@ -26,6 +44,8 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     validation: Validation,
     pub access_seconds: u64,
+    /// Sessions whose tokens are refused.
+    pub revoked: Revocations,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -38,16 +58,24 @@ impl TokenKeys {
     pub fn new(secret: &[u8], access_seconds: u64) -> TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECONDS;
         TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             access_seconds,
+            revoked: Revocations::new(Duration::from_secs(access_seconds + LEEWAY_SECONDS)),
         }
     }
 
+    /// A token of a session nobody recorded: for tools and tests that act as many people.
+    /// Sign-in and refresh use [`TokenKeys::issue_for`].
     pub fn issue(&self, user_id: i64, role: Role, mfa: bool) -> String {
+        self.issue_for(user_id, role, mfa, Uuid::new_v4())
+    }
+
+    /// A token of session `sid`.
+    pub fn issue_for(&self, user_id: i64, role: Role, mfa: bool, sid: Uuid) -> String {
         let now = now_seconds();
         let claims = Claims {
             sub: user_id.to_string(),
@@ -56,12 +84,50 @@ impl TokenKeys {
             iat: now,
             exp: now + self.access_seconds,
             aud: AUDIENCE.into(),
+            sid,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encodes")
     }
 
+    /// The claims of a token we signed, unexpired, whose session is not revoked.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        decode::<Claims>(token, &self.decoding, &self.validation).ok().map(|d| d.claims)
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation).ok()?.claims;
+        (!self.revoked.contains(&claims.sid)).then_some(claims)
+    }
+}
+
+/// Sessions revoked recently enough that tokens of theirs may still be unexpired.
+#[derive(Debug)]
+pub struct Revocations {
+    /// Session → when its last token has surely expired (after that it is forgotten).
+    revoked: RwLock<HashMap<Uuid, SystemTime>>,
+    /// How long after a revocation a token of the session can still be unexpired.
+    keep: Duration,
+}
+
+impl Revocations {
+    fn new(keep: Duration) -> Revocations {
+        Revocations { revoked: RwLock::new(HashMap::new()), keep }
+    }
+
+    pub fn contains(&self, sid: &Uuid) -> bool {
+        self.revoked.read().expect("not poisoned").contains_key(sid)
+    }
+
+    /// Refuses the tokens of `sessions`, revoked at `at`, from now on.
+    pub fn insert(&self, sessions: impl IntoIterator<Item = Uuid>, at: SystemTime) {
+        let forget_at = at + self.keep;
+        let mut revoked = self.revoked.write().expect("not poisoned");
+        for sid in sessions {
+            revoked.insert(sid, forget_at);
+        }
+        let now = SystemTime::now();
+        revoked.retain(|_, forget| *forget > now);
+    }
+
+    /// How far back a process that starts must read revocations.
+    pub fn horizon(&self) -> Duration {
+        self.keep
     }
 }
 
@@ -85,6 +151,23 @@ mod tests {
         let other = TokenKeys::new(b"another key another key another!", 60);
         assert!(other.verify(&token).is_none());
         assert!(keys.verify(&format!("{token}x")).is_none());
+    }
+
+    #[test]
+    fn a_revoked_sessions_tokens_are_refused_and_others_are_not() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", 60);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (ta, tb) = (
+            keys.issue_for(1, Role::Citizen, false, a),
+            keys.issue_for(1, Role::Citizen, false, b),
+        );
+        keys.revoked.insert([a], SystemTime::now());
+        assert!(keys.verify(&ta).is_none());
+        assert_eq!(keys.verify(&tb).unwrap().sid, b);
+        // Forgotten once every token of the session has expired.
+        keys.revoked.insert([Uuid::new_v4()], SystemTime::now() - Duration::from_secs(3600));
+        assert!(keys.revoked.contains(&a));
+        assert_eq!(keys.revoked.revoked.read().unwrap().len(), 1);
     }
 
     #[test]

@@ -112,9 +112,10 @@ impl Identity {
         })
     }
 
-    /// Sets a user's role on behalf of `admin` (whose role the caller checked), audited. It
-    /// takes effect at the user's next sign-in or refresh. Admins cannot change their own
-    /// role, so the last admin cannot lock everyone out.
+    /// Sets a user's role on behalf of `admin` (whose role the caller checked), audited.
+    /// Every session of the user ends with it (their access tokens too), so the new role
+    /// applies from the next sign-in. Admins cannot change their own role, so the last admin
+    /// cannot lock everyone out.
     pub async fn set_role(&self, admin: i64, user_id: i64, role: Role) -> ApiResult<()> {
         if user_id == admin {
             return Err(ApiError::field(ErrorCode::Forbidden, "user_id"));
@@ -136,7 +137,8 @@ impl Identity {
             Some(&after),
         )
         .await?;
-        tracing::info!(user_id, role = role.as_str(), admin, "role changed");
+        self.revoke_sessions(&client, user_id, None).await?;
+        tracing::info!(user_id, role = role.as_str(), admin, "role changed; sessions revoked");
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! The caller of a request, from its bearer token (verified in memory: no database).
+//! The caller of a request, from its bearer token (verified in memory, revoked sessions
+//! included: no database).
 
 use std::future::{ready, Ready};
 
@@ -9,7 +10,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// Extracting a [`Principal`] fails with `unauthorized` when the token is missing,
-/// malformed, forged or expired.
+/// malformed, forged, expired or of a revoked session.
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = Ready<Result<Principal, ApiError>>;
@@ -30,5 +31,5 @@ fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
     let claims =
         state.tokens.verify(token).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
     let user_id = claims.sub.parse().map_err(|_| ApiError::new(ErrorCode::Unauthorized))?;
-    Ok(Principal { user_id, role: claims.role, mfa: claims.mfa })
+    Ok(Principal { user_id, role: claims.role, mfa: claims.mfa, session: claims.sid })
 }

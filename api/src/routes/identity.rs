@@ -166,8 +166,8 @@ pub struct RefreshRequest {
 }
 
 /// Exchanges a refresh token for a new access token and a new refresh token. The old one
-/// stops working; presenting it again revokes every token of that sign-in. Role and MFA
-/// status are read afresh, so a role change takes effect here.
+/// stops working; presenting it again revokes every token of that sign-in. A session ends
+/// 30 days after its sign-in whatever its refreshes (`ALLOT_SESSION_SECONDS_MAX`).
 #[utoipa::path(post, path = "/v1/sessions/refresh", request_body = RefreshRequest,
     responses(
         (status = 200, body = Session),
@@ -188,8 +188,7 @@ pub struct SignOutRequest {
 }
 
 /// Signs out. With a body, ends that refresh token's sign-in; without one, ends every
-/// sign-in of the bearer. Access tokens already issued stay valid until they expire
-/// (`expires_in`, minutes), since they are checked without the database.
+/// sign-in of the bearer. The access tokens of an ended sign-in stop working at once.
 #[utoipa::path(delete, path = "/v1/sessions",
     request_body(content = Option<SignOutRequest>, description = "optional; without it the bearer is required"),
     responses(
@@ -259,18 +258,33 @@ pub struct MfaEnrolment {
     pub otpauth_url: String,
 }
 
-/// Starts TOTP enrolment: a new secret, not yet required at sign-in until confirmed. Once
-/// MFA is enabled this is `forbidden`, so a stolen access token cannot swap the factor.
-#[utoipa::path(post, path = "/v1/me/mfa",
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaEnrolRequest {
+    /// The account's password, asked again: a token alone must not choose the factor.
+    #[schema(max_length = 128)]
+    pub password: String,
+}
+
+/// Starts TOTP enrolment: a new secret, not yet required at sign-in until confirmed. Needs
+/// the password. Once MFA is enabled this is `forbidden`, so a stolen access token cannot
+/// swap the factor.
+#[utoipa::path(post, path = "/v1/me/mfa", request_body = MfaEnrolRequest,
     responses(
         (status = 201, body = MfaEnrolment),
-        (status = 401, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "`malformed_json`"),
+        (status = 401, body = ErrorBody, description = "`unauthorized`, `invalid_credentials` (field `password`)"),
         (status = 403, body = ErrorBody, description = "`forbidden`: MFA is already enabled"),
     ),
     security(("bearer" = [])))]
 #[post("/v1/me/mfa")]
-pub async fn mfa_enrol(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    let enrolment = state.identity.start_mfa_enrolment(who.user_id).await?;
+pub async fn mfa_enrol(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<MfaEnrolRequest>,
+) -> ApiResult<HttpResponse> {
+    let password = body.into_inner().password;
+    let enrolment = state.identity.start_mfa_enrolment(who.user_id, password).await?;
     Ok(HttpResponse::Created()
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(MfaEnrolment { secret: enrolment.secret, otpauth_url: enrolment.otpauth_url }))
@@ -288,7 +302,8 @@ pub struct MfaStatus {
     pub mfa_enabled: bool,
 }
 
-/// Confirms enrolment with a current code; from then on sign-in requires a code.
+/// Confirms enrolment with a current code; from then on sign-in requires a code. This
+/// session counts as having passed it; every other session of the account ends.
 #[utoipa::path(post, path = "/v1/me/mfa/confirm", request_body = MfaConfirmRequest,
     responses(
         (status = 200, body = MfaStatus),
@@ -301,7 +316,7 @@ pub async fn mfa_confirm(
     who: Principal,
     body: web::Json<MfaConfirmRequest>,
 ) -> ApiResult<HttpResponse> {
-    state.identity.confirm_mfa(who.user_id, &body.code).await?;
+    state.identity.confirm_mfa(who.user_id, who.session, &body.code).await?;
     Ok(HttpResponse::Ok().json(MfaStatus { mfa_enabled: true }))
 }
 
@@ -320,8 +335,9 @@ pub struct UserRole {
     pub role: Role,
 }
 
-/// Sets a user's role (admin only). It takes effect at the user's next sign-in or refresh.
-/// Admins cannot change their own role, so the last admin cannot lock everyone out.
+/// Sets a user's role (admin only). Every session of the user ends, so the role applies
+/// from their next sign-in. Admins cannot change their own role, so the last admin cannot
+/// lock everyone out.
 #[utoipa::path(put, path = "/v1/admin/users/{user_id}/role", request_body = SetRoleRequest,
     params(("user_id" = i64, Path)),
     responses(
