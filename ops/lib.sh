@@ -190,3 +190,30 @@ wait_port() { # PORT NAME SECONDS
     done
     die "$name did not answer on port $port within ${limit}s"
 }
+
+# cargo-deny, from crates.io, built once into .tools/ (a few minutes the first time).
+CARGO_DENY_VERSION="0.20.2"
+CARGO_DENY="$TOOLS/cargo-deny-$CARGO_DENY_VERSION/bin/cargo-deny"
+ensure_cargo_deny() {
+    [ -x "$CARGO_DENY" ] && return 0
+    log "installing cargo-deny $CARGO_DENY_VERSION from crates.io into $TOOLS (once, a few minutes)"
+    timeout 1800 cargo install -q --locked --root "$TOOLS/cargo-deny-$CARGO_DENY_VERSION" \
+        cargo-deny --version "$CARGO_DENY_VERSION"
+}
+
+# Advisories, licences and bans (deny.toml). The advisory database is fetched from GitHub;
+# where the network refuses that, the advisories are skipped with a warning and licences and
+# bans are still checked (they need no network).
+cargo_deny() {
+    ensure_cargo_deny
+    local out status=0
+    out=$(cd "$ROOT" && timeout 300 "$CARGO_DENY" --log-level error check advisories licenses bans 2>&1) || status=$?
+    if [ "$status" -ne 0 ] && grep -q "failed to fetch advisory database" <<<"$out"; then
+        log "WARNING: the RustSec advisory database could not be fetched (no network to GitHub);"
+        log "WARNING: advisories NOT checked, checking licenses and bans only"
+        (cd "$ROOT" && timeout 300 "$CARGO_DENY" --log-level error check licenses bans)
+        return
+    fi
+    printf '%s\n' "$out" >&2
+    return "$status"
+}
