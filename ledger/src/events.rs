@@ -130,6 +130,9 @@ pub enum MoneyKind {
     Deposit,
     /// Clearing -> refunds payable: money that could confirm nothing.
     Refund,
+    /// Refunds payable -> clearing: a refund paid back to its payer; `payment` is the
+    /// refunded payment's id.
+    Payout,
 }
 
 impl MoneyKind {
@@ -137,6 +140,7 @@ impl MoneyKind {
         match self {
             MoneyKind::Deposit => "deposit",
             MoneyKind::Refund => "refund",
+            MoneyKind::Payout => "payout",
         }
     }
 
@@ -144,6 +148,7 @@ impl MoneyKind {
         match self {
             MoneyKind::Deposit => ids::CODE_DEPOSIT,
             MoneyKind::Refund => ids::CODE_REFUND,
+            MoneyKind::Payout => ids::CODE_PAYOUT,
         }
     }
 }

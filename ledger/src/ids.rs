@@ -141,6 +141,9 @@ pub enum TransferKind {
     Deposit,
     /// Clearing -> refunds payable for money that cannot confirm anything; one per payment.
     Refund,
+    /// Refunds payable -> clearing when finance pays a refund back through the bank; one
+    /// per bank transfer reference.
+    Payout,
 }
 
 /// Partial fills get a few attempts because others race for the same stock.
@@ -159,6 +162,7 @@ impl TransferKind {
             TransferKind::VoidQuota => 0x41,
             TransferKind::Deposit => 0x50,
             TransferKind::Refund => 0x60,
+            TransferKind::Payout => 0x70,
         }
     }
 
@@ -175,6 +179,7 @@ impl TransferKind {
             }
             TransferKind::Deposit => CODE_DEPOSIT,
             TransferKind::Refund => CODE_REFUND,
+            TransferKind::Payout => CODE_PAYOUT,
         }
     }
 }
@@ -185,6 +190,7 @@ pub const CODE_HOLD_STOCK: u16 = 10;
 pub const CODE_HOLD_QUOTA: u16 = 11;
 pub const CODE_DEPOSIT: u16 = 20;
 pub const CODE_REFUND: u16 = 21;
+pub const CODE_PAYOUT: u16 = 22;
 
 /// Mask of the 120 bits a caller-chosen base id may use.
 pub const BASE_MASK: u128 = (1u128 << 120) - 1;
@@ -215,6 +221,7 @@ pub fn transfer_kind(id: u128) -> Option<TransferKind> {
         0x41 => TransferKind::VoidQuota,
         0x50 => TransferKind::Deposit,
         0x60 => TransferKind::Refund,
+        0x70 => TransferKind::Payout,
         _ => return None,
     })
 }
@@ -260,6 +267,7 @@ mod tests {
             TransferKind::VoidQuota,
             TransferKind::Deposit,
             TransferKind::Refund,
+            TransferKind::Payout,
         ];
         for attempt in 0..=PARTIAL_ATTEMPTS_MAX {
             kinds.push(TransferKind::HoldStock { attempt });

@@ -8,6 +8,7 @@
 //! - [`offering`]: what an offering is to the ledger, and its idempotent setup.
 //! - [`hold`]: placing a hold (linked pending stock + quota transfers, one timeout).
 //! - [`lifecycle`]: confirm (post + deposit in one chain), cancel (void), hold state.
+//! - [`payout`]: a refund paid back (refunds payable -> the bank's clearing account).
 //! - [`events`]: the one decoder of hold transfers; hold and money events paged by
 //!   timestamp (projector, reconciliation).
 //! - [`query`]: zone, person and money balances, many people's holdings, the deposits'
@@ -37,6 +38,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod offering;
 mod page;
+pub mod payout;
 mod people;
 pub mod query;
 mod results;
@@ -53,6 +55,7 @@ pub use hold::{Deadline, Held, HoldId, HoldOutcome, HoldRejection, HoldRequest, 
 pub use lifecycle::{CancelOutcome, ConfirmOutcome, HoldInfo, HoldState, Payment};
 pub use offering::{clearing_account, OfferingSpec, ZoneSpec};
 pub use page::PAGE_EVENTS_MAX;
+pub use payout::{Payout, PayoutOutcome};
 pub use query::{
     DepositsHistory, DepositsSample, Holding, MoneyBalance, PersonBalance, ZoneBalance,
 };

@@ -40,6 +40,7 @@ pub struct PersonBalance {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MoneyBalance {
     pub deposits_satang: u128,
+    /// Refunds still owed: booked to refunds payable and not yet paid out.
     pub refunds_payable_satang: u128,
 }
 
@@ -116,12 +117,21 @@ impl Ledger {
         let deposits = spec.account(AccountKind::Deposits);
         let refunds = spec.account(AccountKind::RefundsPayable);
         let accounts = self.client.lookup_accounts(vec![deposits, refunds]).await?;
-        let credit =
-            |id: u128| accounts.iter().find(|a| a.id() == id).map_or(0, |a| a.credits_posted());
+        let account = |id: u128| accounts.iter().find(|a| a.id() == id);
+        let credit = |id: u128| account(id).map_or(0, |a| a.credits_posted());
+        let paid_out = account(refunds).map_or(0, |a| a.debits_posted());
         Ok(MoneyBalance {
             deposits_satang: credit(deposits),
-            refunds_payable_satang: credit(refunds),
+            refunds_payable_satang: credit(refunds).saturating_sub(paid_out),
         })
+    }
+
+    /// Refunds an offering has paid back to their payers (the refunds payable account's
+    /// debits), in satang.
+    pub async fn refunds_paid_out(&self, spec: &OfferingSpec) -> Result<u128> {
+        let refunds = spec.account(AccountKind::RefundsPayable);
+        let accounts = self.client.lookup_accounts(vec![refunds]).await?;
+        Ok(accounts.first().map_or(0, |a| a.debits_posted()))
     }
 
     /// What each of many people holds and owns, in the order asked (someone without

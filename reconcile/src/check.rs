@@ -37,7 +37,8 @@ pub struct Discrepancy {
     /// `reservation_zone_mismatch`, `reservation_status_mismatch`, `supply_mismatch`,
     /// `oversold`, `confirmed_total_mismatch`, `payment_without_ledger_movement`,
     /// `payment_amount_mismatch`, `payment_not_applied`, `ledger_money_without_payment`,
-    /// `deposit_total_mismatch`.
+    /// `deposit_total_mismatch`, `payout_without_ledger_movement`,
+    /// `ledger_payout_without_record`, `refund_overpaid`.
     pub kind: &'static str,
     /// What it is about: `offering:<id>`, `reservation:<id>`, `payment:<gateway>/<txn>`.
     pub subject: String,
@@ -63,7 +64,12 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    fn flag(&mut self, kind: &'static str, subject: impl Into<String>, detail: impl Into<String>) {
+    pub(crate) fn flag(
+        &mut self,
+        kind: &'static str,
+        subject: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         self.discrepancies.push(Discrepancy {
             kind,
             subject: subject.into(),
@@ -71,7 +77,7 @@ impl CheckReport {
         });
     }
 
-    fn row(
+    pub(crate) fn row(
         &mut self,
         offering: &str,
         figure: &'static str,
@@ -127,13 +133,14 @@ pub async fn run(
         check_offering(ledger, db, offering, &mut report, progress).await?;
     }
     check_money(ledger, db, &offerings, &mut report).await?;
+    crate::refunds::check(ledger, db, &offerings, &mut report).await?;
     progress.finish_and_clear();
     Ok(report)
 }
 
 /// Pages through events from the beginning, in timestamp order, into `each`; `read` reads
 /// the page after a timestamp.
-async fn page_events<T, F, Fut>(
+pub(crate) async fn page_events<T, F, Fut>(
     mut read: F,
     timestamp: impl Fn(&T) -> SystemTime,
     progress: &ProgressBar,

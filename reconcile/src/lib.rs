@@ -9,12 +9,14 @@
 //! - [`statement`]: bank statements (CSV, camt.053) into Postgres; [`matching`]: statement
 //!   lines against payment notifications.
 //! - [`report`]: funds per offering.
+//! - [`refunds`]: refund payouts recorded from finance's file, and their part of `check`.
 //! - [`audit`]: verifies the audit chain with the hash rule kept in `allot_store::audit`.
 //!
 //! Invariants:
 //! - No SQL here: every statement is in `allot_store`; no TigerBeetle type here: the ledger
 //!   is read through `allot_ledger`.
-//! - Nothing here writes to TigerBeetle: reconciliation and exports only read the ledger.
+//! - The one write to TigerBeetle is a refund payout (`refunds pay`), recorded in Postgres
+//!   first; reconciliation and exports only read the ledger.
 //! - The export format has one owner, `allot_export`: the CLI writes and verifies exports
 //!   only through it.
 
@@ -22,6 +24,7 @@ pub mod audit;
 pub mod check;
 pub mod keys;
 pub mod matching;
+pub mod refunds;
 pub mod report;
 pub mod statement;
 pub mod store;

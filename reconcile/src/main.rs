@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use allot_ledger::Ledger;
 use allot_reconcile::export::{self, DirSink, ExportRequest};
 use allot_reconcile::format::{FileKind, Section};
-use allot_reconcile::{audit, check, keys, matching, report, statement, store, verify};
+use allot_reconcile::{audit, check, keys, matching, refunds, report, statement, store, verify};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -68,6 +68,11 @@ enum Command {
         /// CSV on standard output instead of a table.
         #[arg(long)]
         csv: bool,
+    },
+    /// Refunds paid back to their payers.
+    Refunds {
+        #[command(subcommand)]
+        action: RefundsAction,
     },
     /// The hash-chained audit trail in Postgres.
     Audit {
@@ -150,6 +155,19 @@ struct MatchArgs {
     /// Exceptions as CSV on standard output instead of a table.
     #[arg(long)]
     csv: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum RefundsAction {
+    /// Records refund payouts from a CSV file with the header
+    /// `bank_reference,gateway,transaction_id,amount_satang,paid_on` and moves each in the
+    /// ledger from refunds payable to the bank's clearing account. Importing the same file
+    /// again pays nothing twice (one payout per bank reference); a payout beyond what is
+    /// owed, for an unknown refund, or reusing a reference is refused (exit 1).
+    Pay {
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +256,13 @@ async fn run(cli: Cli) -> Result<bool, String> {
             }
             Ok(true)
         }
+        Command::Refunds { action: RefundsAction::Pay { file } } => {
+            let lines = refunds::parse_file(&file)?;
+            let ledger = connect_ledger(conn)?;
+            let mut db = store::connect(&conn.database_url).await?;
+            let results = refunds::pay(&ledger, &mut db, &lines).await?;
+            Ok(print_payouts(&results))
+        }
         Command::Audit { action: AuditAction::Verify } => {
             let db = store::connect(&conn.database_url).await?;
             let progress = bar("audit rows");
@@ -254,6 +279,19 @@ async fn run(cli: Cli) -> Result<bool, String> {
             Ok(verified.problems.is_empty())
         }
     }
+}
+
+/// One line per payout; `true` when none was refused.
+fn print_payouts(results: &[refunds::LineResult]) -> bool {
+    for r in results {
+        match &r.result {
+            Ok(done) => println!("line {:<5} {:<24} {done}", r.line, r.bank_reference),
+            Err(why) => println!("line {:<5} {:<24} REFUSED: {why}", r.line, r.bank_reference),
+        }
+    }
+    let refused = results.iter().filter(|r| r.result.is_err()).count();
+    println!("{} payouts, {refused} refused", results.len());
+    refused == 0
 }
 
 fn connect_ledger(conn: &Connection) -> Result<Ledger, String> {

@@ -1,5 +1,5 @@
-//! `reconcile report`: per offering, the money as finance answers for it. Collected and
-//! refunds payable come from the ledger; outstanding deposits are what live holds would
+//! `reconcile report`: per offering, the money as finance answers for it. Collected,
+//! refunds payable (still owed) and refunds paid out come from the ledger; outstanding deposits are what live holds would
 //! bring in if paid, from the reservation projection and the offering's prices.
 
 use allot_ledger::Ledger;
@@ -16,10 +16,13 @@ pub struct OfferingFunds {
     pub collected_satang: u128,
     pub outstanding_reservations: u64,
     pub outstanding_satang: u128,
+    /// Refunds still owed to their payers.
     pub refunds_payable_satang: u128,
+    /// Refunds paid back (`reconcile refunds pay`, or the finance API).
+    pub refunds_paid_out_satang: u128,
 }
 
-pub const COLUMNS: [&str; 8] = [
+pub const COLUMNS: [&str; 9] = [
     "offering",
     "supply",
     "confirmed",
@@ -28,10 +31,11 @@ pub const COLUMNS: [&str; 8] = [
     "outstanding_reservations",
     "outstanding_satang",
     "refunds_payable_satang",
+    "refunds_paid_out_satang",
 ];
 
 impl OfferingFunds {
-    pub fn cells(&self) -> [String; 8] {
+    pub fn cells(&self) -> [String; 9] {
         [
             self.offering.clone(),
             self.supply.to_string(),
@@ -41,6 +45,7 @@ impl OfferingFunds {
             self.outstanding_reservations.to_string(),
             self.outstanding_satang.to_string(),
             self.refunds_payable_satang.to_string(),
+            self.refunds_paid_out_satang.to_string(),
         ]
     }
 }
@@ -51,6 +56,7 @@ pub async fn run(ledger: &Ledger, db: &Client) -> Result<Vec<OfferingFunds>, Str
         let spec = offering.spec();
         let zones = ledger.zone_balances(&spec).await.map_err(|e| e.to_string())?;
         let money = ledger.money_balance(&spec).await.map_err(|e| e.to_string())?;
+        let paid_out = ledger.refunds_paid_out(&spec).await.map_err(|e| e.to_string())?;
         // Grouped so that a million holds are a handful of rows: deposits depend only on
         // zone and quantity.
         let groups =
@@ -70,6 +76,7 @@ pub async fn run(ledger: &Ledger, db: &Client) -> Result<Vec<OfferingFunds>, Str
             outstanding_reservations: count,
             outstanding_satang: outstanding,
             refunds_payable_satang: money.refunds_payable_satang,
+            refunds_paid_out_satang: paid_out,
         });
     }
     Ok(out)

@@ -13,7 +13,8 @@
 //! - [`offerings`]: offering configurations, ledger numbers and open flags.
 //! - [`identity`]: users, roles, refresh-token families, TOTP columns, the dev admin.
 //! - [`outbox`]: notifications to people: enqueue, claim due rows, mark what became of them.
-//! - [`payments`]: payment intents, gateways' notifications, and finance's lists of them.
+//! - [`payments`]: payment intents, gateways' notifications, and finance's lists of them;
+//!   [`payouts`]: refunds paid back, one per bank reference, and their audit entry.
 //! - [`status`]: every status kept in a text column, as an enum with one spelling.
 //! - [`fairness`]: the committed seeds of the draws and the proof-of-work challenges used;
 //!   [`queue`]: the waiting room's entries and counters; [`book`]: book-building
@@ -39,6 +40,7 @@ pub mod lease;
 pub mod offerings;
 pub mod outbox;
 pub mod payments;
+pub mod payouts;
 pub mod projection;
 pub mod queue;
 pub mod reports;

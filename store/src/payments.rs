@@ -319,6 +319,8 @@ pub struct ReceivedRow {
     pub reservation_id: Option<String>,
     pub user_id: Option<i64>,
     pub reason: Option<String>,
+    /// How much of a refund is paid back so far.
+    pub paid_out_satang: i64,
 }
 
 /// The newest `rows_max` notifications that came to `outcome`, newest first.
@@ -330,7 +332,8 @@ pub async fn received(
     let rows = client
         .query(
             "SELECT n.gateway, n.transaction_id, n.reference, n.amount_satang, n.paid_at,
-                    n.received_at, n.payment_id, i.reservation_id, i.user_id, n.reason
+                    n.received_at, n.payment_id, i.reservation_id, i.user_id, n.reason,
+                    n.paid_out_satang
              FROM payment_notifications n
              LEFT JOIN payment_intents i ON i.payment_id = n.payment_id
              WHERE n.outcome = $1
@@ -351,6 +354,7 @@ pub async fn received(
             reservation_id: r.get(7),
             user_id: r.get(8),
             reason: r.get(9),
+            paid_out_satang: r.get(10),
         })
         .collect())
 }

@@ -30,10 +30,17 @@ pub struct ReceivedPayment {
     pub user_id: Option<i64>,
     /// Why the money is due back (refunds only).
     pub reason: Option<String>,
+    /// Refunds only: how much is paid back so far, and `due` or `paid_out`.
+    pub paid_out_satang: u64,
+    pub refund_status: Option<&'static str>,
 }
 
 impl ReceivedPayment {
     fn from_row(r: ReceivedRow) -> ReceivedPayment {
+        // Only money that paid for something is refunded; unmatched money has no status.
+        let paid_back = r.paid_out_satang >= r.amount_satang;
+        let refund_status =
+            r.payment_id.is_some().then_some(if paid_back { "paid_out" } else { "due" });
         ReceivedPayment {
             gateway: r.gateway,
             transaction_id: r.transaction_id,
@@ -45,6 +52,8 @@ impl ReceivedPayment {
             reservation_id: r.reservation_id,
             user_id: r.user_id,
             reason: r.reason,
+            paid_out_satang: r.paid_out_satang as u64,
+            refund_status,
         }
     }
 }

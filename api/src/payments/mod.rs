@@ -9,6 +9,7 @@
 //!   ledger (confirm, or book a refund), then marked applied.
 //! - [`sandbox`]: play money for development, delivered through the webhook's own path.
 //! - [`finance`]: money that confirmed nothing, listed for finance.
+//! - [`payouts`]: refunds paid back (Postgres first, audited, then the ledger).
 //! - [`worker`]: the background task that drains the notification outbox
 //!   ([`crate::notify`], where intents and webhooks enqueue their notices) and finishes any
 //!   notification that was recorded but not applied.
@@ -28,6 +29,7 @@
 pub mod finance;
 pub mod gateway;
 pub mod intent;
+pub mod payouts;
 pub mod promptpay;
 pub mod sandbox;
 pub mod webhook;

@@ -39,6 +39,7 @@ use super::{exports, reports};
         payments::settle,
         payments::refunds,
         payments::unmatched,
+        payments::payout,
         queue::join,
         queue::status,
         queue::events,

@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::identity::Role;
 use crate::payments::finance::ReceivedPayment;
 use crate::payments::gateway::{Delivery, GatewayKind, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use crate::payments::payouts::{PayoutRequest, PayoutView};
 use crate::payments::sandbox::SettleRequest;
 use crate::payments::webhook::{Receipt, WebhookAnswer};
 use crate::payments::{CreatePayment, PaymentIntent};
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(settle)
         .service(refunds)
         .service(unmatched)
+        .service(payout)
         .service(qr_svg)
         .service(show);
 }
@@ -175,4 +177,29 @@ pub async fn refunds(state: web::Data<AppState>, who: Principal) -> ApiResult<Ht
 pub async fn unmatched(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     who.require(&[Role::Finance, Role::Admin])?;
     Ok(HttpResponse::Ok().json(state.payments.unmatched().await?))
+}
+
+/// Records a refund paid back by bank transfer (finance, admin): 201 when recorded, 200 when
+/// this bank reference was recorded before with the same payout. Paying out more than is
+/// owed is refused.
+#[utoipa::path(post, path = "/v1/finance/refunds/payouts",
+    request_body = PayoutRequest,
+    responses(
+        (status = 201, body = PayoutView),
+        (status = 200, body = PayoutView),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[post("/v1/finance/refunds/payouts")]
+pub async fn payout(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<PayoutRequest>,
+) -> ApiResult<HttpResponse> {
+    who.require(&[Role::Finance, Role::Admin])?;
+    let (view, created) = state.payments.pay_out(&who, &body).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(HttpResponse::build(status).json(view))
 }
