@@ -3,7 +3,8 @@
 //! For each offering it pages through the ledger's hold events in timestamp order
 //! (`Ledger::hold_events`), from a checkpoint kept in Postgres in the same transaction as
 //! the rows it writes. A crash at any point therefore loses nothing and duplicates nothing:
-//! the next run starts after the last committed page, and every write is idempotent.
+//! the next run starts after the last committed page, and every write is idempotent. The
+//! same transaction enqueues each new hold's notices to its holder (`notify::holds`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +16,8 @@ use allot_store::Pool;
 
 use crate::catalog::{Catalog, Offering};
 use crate::leader::Leader;
+use crate::notify::holds::{hold_events, HoldNotice};
+use crate::notify::outbox;
 use crate::reservations::{format_id, EXPIRY_GRACE};
 
 /// Runs forever while this instance leads (one projector at a time; see `leader`):
@@ -90,9 +93,14 @@ async fn write_page(
 ) -> Result<(), String> {
     let mut held = NewHolds::default();
     let (mut confirmed, mut cancelled) = (Vec::new(), Vec::new());
+    let mut notices = Vec::new();
+    let now = SystemTime::now();
     for event in page {
         match event {
-            HoldEvent::Placed(hold) => push_held(&mut held, hold),
+            HoldEvent::Placed(hold) => {
+                push_held(&mut held, hold);
+                notices.extend(announce(offering, hold, now));
+            }
             HoldEvent::Confirmed { id, .. } => confirmed.push(format_id(*id)),
             HoldEvent::Cancelled { id, .. } => cancelled.push(format_id(*id)),
         }
@@ -100,6 +108,8 @@ async fn write_page(
     let mut client = db.get().await.map_err(|e| e.to_string())?;
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
     projection::insert_held(&tx, offering.id(), &held).await.map_err(|e| e.to_string())?;
+    // Every hold is told, in the transaction that projects it: once, whoever placed it.
+    outbox::enqueue_many(&tx, &notices).await.map_err(|e| e.to_string())?;
     let resolved =
         [(ReservationStatus::Confirmed, &confirmed), (ReservationStatus::Cancelled, &cancelled)];
     for (status, ids) in resolved {
@@ -111,6 +121,23 @@ async fn write_page(
     tx.commit().await.map_err(|e| e.to_string())?;
     metrics::counter!("allot_projected_events_total").increment(page.len() as u64);
     Ok(())
+}
+
+/// A hold's notices to its holder: made, reminders, expiry (see `notify::holds`).
+fn announce(offering: &Offering, hold: &PlacedHold, now: SystemTime) -> Vec<outbox::Event> {
+    let quantity = u64::try_from(hold.quantity).expect("bounded by supply");
+    let (_, deposit_satang) = offering.amounts_satang(hold.zone, quantity);
+    let reservation_id = format_id(hold.id);
+    let notice = HoldNotice {
+        reservation_id: &reservation_id,
+        user_id: hold.person as i64,
+        offering_id: offering.id(),
+        deposit_satang,
+        deadline: hold.expires_at,
+        lapses_at: hold.lapses_at,
+        extra: None,
+    };
+    hold_events(&notice, now, EXPIRY_GRACE)
 }
 
 fn push_held(held: &mut NewHolds, hold: &PlacedHold) {

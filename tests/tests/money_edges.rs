@@ -323,3 +323,106 @@ async fn an_offering_whose_amounts_would_overflow_is_refused_at_creation() {
     let res = app.client.get(app.url("/v1/offerings")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// The outbox rows of a reservation: (send key, status).
+async fn notices(app: &TestApp, reservation: &str) -> Vec<(String, String)> {
+    let db = app.db().await;
+    let rows = db
+        .query(
+            "SELECT send_key, status FROM outbox WHERE args->>'reservation_id' = $1
+             ORDER BY send_key",
+            &[&reservation],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+#[tokio::test]
+async fn every_reservation_is_told_made_reminded_and_expired_without_opening_a_payment() {
+    let app = spawn(|_| {}).await;
+    app.create_offering(tickets("told", 10, 4, 24 * 3600)).await;
+    app.create_offering(tickets("told-short", 10, 4, 2)).await;
+    let (user, token) = app.citizen();
+    let (_, day) = app.reserve(&token, "told", "day", json!({"quantity": 2})).await;
+    let day_id = day["reservation_id"].as_str().unwrap().to_owned();
+    app.eventually(Duration::from_secs(10), || {
+        let (app, id) = (&app, &day_id);
+        async move {
+            let keys: Vec<String> = notices(app, id).await.into_iter().map(|n| n.0).collect();
+            keys == [
+                format!("payment_reminder_1h.{id}"),
+                format!("payment_reminder_6h.{id}"),
+                format!("reservation_expired.{id}"),
+                format!("reservation_made.{id}"),
+            ]
+        }
+    })
+    .await;
+    app.eventually(Duration::from_secs(10), || {
+        let (app, id) = (&app, &day_id);
+        async move {
+            let made = format!("reservation_made.{id}");
+            notices(app, id).await.contains(&(made, "sent".to_owned()))
+        }
+    })
+    .await;
+    let db = app.db().await;
+    let made = db
+        .query_one(
+            "SELECT user_id, args FROM outbox WHERE send_key = $1",
+            &[&format!("reservation_made.{day_id}")],
+        )
+        .await
+        .unwrap();
+    let args: Value = made.get(1);
+    assert_eq!(made.get::<_, i64>(0), user);
+    assert_eq!(args["amount_satang"], day["deposit_due_satang"], "{args}");
+    assert_eq!(args["expires_at"].as_i64().unwrap(), time_of(&day["expires_at"]).unix_timestamp());
+    // With no payment opened yet, the message says how to get one, in the user's language.
+    let kind = allot_api::notify::outbox::Kind::ReservationMade;
+    let (_, en) = allot_api::notify::outbox::render(&app.state.catalog, kind, "en", &args);
+    assert!(en.contains("3,000.00 baht") && en.contains("open its payment"), "{en}");
+    let (_, th) = allot_api::notify::outbox::render(&app.state.catalog, kind, "th", &args);
+    assert!(th.contains("3,000.00") && th.contains("พร้อมเพย์"), "{th}");
+
+    // A short hold left unpaid is told it lapsed once the grace is over; a paid one is
+    // told it is confirmed, and its expiry notice is skipped.
+    let (_, lapsing) = app.reserve(&token, "told-short", "lapse", json!({"quantity": 1})).await;
+    let (_, paid) = app.reserve(&token, "told-short", "pay", json!({"quantity": 1})).await;
+    let paid_id = paid["reservation_id"].as_str().unwrap().to_owned();
+    let intent = open_payment(&app, &token, &paid_id).await;
+    let res = app
+        .client
+        .post(app.url(&format!(
+            "/v1/sandbox/payments/{}/settle",
+            intent["payment_id"].as_str().unwrap()
+        )))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let lapsing_id = lapsing["reservation_id"].as_str().unwrap().to_owned();
+    app.eventually(Duration::from_secs(30), || {
+        let (app, lapsing_id, paid_id) = (&app, &lapsing_id, &paid_id);
+        async move {
+            let lapsed = notices(app, lapsing_id).await;
+            let paid = notices(app, paid_id).await;
+            let expired =
+                |id: &str, status: &str| (format!("reservation_expired.{id}"), status.to_owned());
+            lapsed.contains(&expired(lapsing_id, "sent"))
+                && paid.contains(&expired(paid_id, "skipped"))
+        }
+    })
+    .await;
+    let confirmed: i64 = db
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE kind = 'payment_confirmed' AND args->>'reservation_id' = $1",
+            &[&paid_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(confirmed, 1);
+}

@@ -6,6 +6,8 @@
 //! - [`outbox`]: events written in the caller's transaction, claimed, checked against the
 //!   ledger when due, rendered in the person's language, marked sent, retried or failed.
 //! - [`senders`]: the log, an HTTP webhook or SMTP, behind one trait.
+//! - [`holds`]: what every hold announces (made, reminders, expiry), enqueued by the
+//!   projector as it projects the hold.
 //!
 //! Writers (payments, the waitlist) enqueue in their own transactions with
 //! [`outbox::enqueue`]; the payments worker runs [`Notifier::drain`] in its loop. Every
@@ -19,6 +21,7 @@
 //! - This module sits below the domains that notify: it never imports `payments`,
 //!   `fairness` or `reservations`.
 
+pub mod holds;
 pub mod outbox;
 pub mod senders;
 

@@ -83,6 +83,12 @@ impl Kind {
         format!("notify-{}", self.as_str().replace('_', "-"))
     }
 
+    /// Notices whose message quotes the payment's reference, and so have a variant for a
+    /// hold with no payment opened yet.
+    fn quotes_reference(self) -> bool {
+        matches!(self, Kind::ReservationMade | Kind::PaymentReminder)
+    }
+
     /// The hold state in which this notice is still true; `None` when it always is.
     fn requires(self) -> Option<HoldState> {
         match self {
@@ -126,6 +132,24 @@ pub async fn enqueue(
     Ok(added)
 }
 
+/// Adds many events in one statement; an event whose key exists is left alone.
+pub async fn enqueue_many(
+    client: &impl GenericClient,
+    events: &[Event],
+) -> Result<u64, allot_store::Error> {
+    let rows: Vec<NewEvent<'_>> = events
+        .iter()
+        .map(|e| NewEvent {
+            send_key: &e.send_key,
+            user_id: e.user_id,
+            kind: e.kind.as_str(),
+            args: &e.args,
+            due_at: e.due_at,
+        })
+        .collect();
+    store::enqueue_many(client, &rows).await
+}
+
 /// What became of one claimed row.
 #[derive(Debug)]
 enum Fate {
@@ -151,7 +175,7 @@ pub async fn drain_once(notifier: &Notifier, sender: &dyn Sender) -> Result<usiz
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
         let (id, attempts) = (row.id, row.attempts);
-        let (message, fate) = match prepare(notifier, row).await {
+        let (message, fate) = match prepare(notifier, &tx, row).await {
             Ok(Some(message)) => (Some(message), None),
             Ok(None) => (None, Some(Fate::Skipped)),
             Err(fate) => (None, Some(fate)),
@@ -222,7 +246,11 @@ fn truncate(text: &str) -> String {
 
 /// The message for a claimed row, `Ok(None)` when it is no longer true, or the fate of a
 /// row that cannot be prepared now.
-async fn prepare(notifier: &Notifier, row: ClaimedRow) -> Result<Option<Message>, Fate> {
+async fn prepare(
+    notifier: &Notifier,
+    client: &impl GenericClient,
+    mut row: ClaimedRow,
+) -> Result<Option<Message>, Fate> {
     let kind =
         Kind::parse(&row.kind).ok_or_else(|| Fate::Failed(format!("unknown kind {}", row.kind)))?;
     if let Some(required) = kind.requires() {
@@ -238,6 +266,7 @@ async fn prepare(notifier: &Notifier, row: ClaimedRow) -> Result<Option<Message>
             return Ok(None);
         }
     }
+    add_reference(client, &mut row.args).await.map_err(|e| Fate::Retry(e.to_string()))?;
     let lang = row
         .locale
         .as_deref()
@@ -253,6 +282,22 @@ async fn prepare(notifier: &Notifier, row: ClaimedRow) -> Result<Option<Message>
         subject,
         body,
     }))
+}
+
+/// A notice written before its hold had a payment (the projector's) names the payment's
+/// reference if one was opened since: the reference is read when the notice is sent.
+async fn add_reference(
+    client: &impl GenericClient,
+    args: &mut Value,
+) -> Result<(), allot_store::Error> {
+    let has_reference = args["reference"].as_str().is_some_and(|r| !r.is_empty());
+    let Some(reservation) = args["reservation_id"].as_str().filter(|_| !has_reference) else {
+        return Ok(());
+    };
+    if let Some(intent) = allot_store::payments::intent_by_reservation(client, reservation).await? {
+        args["reference"] = intent.reference.into();
+    }
+    Ok(())
 }
 
 /// Subject and body in `lang`, from the Fluent messages `notify-<kind>-subject` and
@@ -276,7 +321,10 @@ pub fn render(catalog: &Catalog, kind: Kind, lang: &str, args: &Value) -> (Strin
     ];
     let id = kind.message_id();
     let subject = crate::i18n::text(lang, &format!("{id}-subject"), &text_args);
-    let body = crate::i18n::text(lang, &format!("{id}-body"), &text_args);
+    // Before a payment is opened there is no reference to quote: say how to get one.
+    let unpaid = kind.quotes_reference() && args["reference"].as_str().unwrap_or("").is_empty();
+    let body_id = if unpaid { format!("{id}-body-unpaid") } else { format!("{id}-body") };
+    let body = crate::i18n::text(lang, &body_id, &text_args);
     (subject, body)
 }
 
@@ -338,7 +386,8 @@ mod tests {
                 .collect();
         for lang in crate::i18n::SUPPORTED {
             for kind in Kind::ALL {
-                for part in ["subject", "body"] {
+                let unpaid = kind.quotes_reference().then_some("body-unpaid");
+                for part in ["subject", "body"].into_iter().chain(unpaid) {
                     let id = format!("{}-{part}", kind.message_id());
                     let text = crate::i18n::text(lang, &id, &args);
                     assert!(!text.is_empty() && !text.contains("Unknown"), "{lang} {id}");

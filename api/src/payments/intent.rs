@@ -15,11 +15,10 @@ use super::promptpay::{self, BillPayment};
 use super::{format_payment_id, new_payment_id, parse_payment_id, reference_for, Payments};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::notify::outbox::{self, Event, Kind};
+use crate::notify::holds::{hold_events, HoldNotice};
+use crate::notify::outbox;
 use crate::reservations::{self, Reservation};
 
-/// Reminders before a payment deadline, in hours; each only when the hold is long enough.
-pub const REMINDER_HOURS: [u64; 2] = [6, 1];
 /// Inserting an intent retries this often if its random reference is already taken.
 const REFERENCE_ATTEMPTS_MAX: usize = 3;
 
@@ -255,9 +254,17 @@ impl Payments {
                         "reference": reference,
                         "expires_at": OffsetDateTime::from(expires_at).unix_timestamp(),
                     });
-                    let reservation_id = &reservation.reservation_id;
-                    let deadlines = (expires_at, lapses_at);
-                    let events = intent_events(who.user_id, reservation_id, deadlines, &args);
+                    let notice = HoldNotice {
+                        reservation_id: &reservation.reservation_id,
+                        user_id: who.user_id,
+                        offering_id: &reservation.offering_id,
+                        deposit_satang: amount,
+                        deadline: expires_at,
+                        lapses_at,
+                        extra: Some(&args),
+                    };
+                    let now = SystemTime::now();
+                    let events = hold_events(&notice, now, reservations::EXPIRY_GRACE);
                     outbox::enqueue(&tx, &events).await?;
                     tx.commit().await?;
                     metrics::counter!("allot_payment_intents_total").increment(1);
@@ -300,46 +307,4 @@ impl Payments {
         let payload = stored.qr(self.biller_id())?;
         promptpay::svg(&payload).map_err(ApiError::internal)
     }
-}
-
-/// What an open intent announces: the reservation, reminders before the deadline, and the
-/// expiry (checked against the ledger when due, and skipped if the hold was paid). The
-/// expiry is told once the settlement grace is over too (`lapses_at`): until then a payment
-/// made in time may still confirm the hold.
-fn intent_events(
-    user_id: i64,
-    reservation_id: &str,
-    (expires_at, lapses_at): (SystemTime, SystemTime),
-    args: &serde_json::Value,
-) -> Vec<Event> {
-    let now = SystemTime::now();
-    let mut events = vec![Event {
-        send_key: format!("{}.{reservation_id}", Kind::ReservationMade.as_str()),
-        user_id,
-        kind: Kind::ReservationMade,
-        args: args.clone(),
-        due_at: now,
-    }];
-    for hours in REMINDER_HOURS {
-        let due_at = expires_at - std::time::Duration::from_secs(hours * 3600);
-        if due_at > now {
-            let mut args = args.clone();
-            args["hours"] = hours.into();
-            events.push(Event {
-                send_key: format!("{}_{hours}h.{reservation_id}", Kind::PaymentReminder.as_str()),
-                user_id,
-                kind: Kind::PaymentReminder,
-                args,
-                due_at,
-            });
-        }
-    }
-    events.push(Event {
-        send_key: format!("{}.{reservation_id}", Kind::ReservationExpired.as_str()),
-        user_id,
-        kind: Kind::ReservationExpired,
-        args: args.clone(),
-        due_at: lapses_at.max(expires_at) + reservations::EXPIRY_GRACE,
-    });
-    events
 }
