@@ -69,7 +69,7 @@ pub fn message(lang: &str, error: &ApiError) -> String {
 }
 
 /// Every placeable name used by an error message in `api/locales/*/main.ftl`.
-const PLACEABLES: [&str; 5] = ["reason", "min", "max", "lot", "retry_after"];
+const PLACEABLES: [&str; 6] = ["reason", "min", "max", "lot", "retry_after", "owed"];
 
 #[cfg(test)]
 mod tests {
