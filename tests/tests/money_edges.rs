@@ -65,13 +65,14 @@ async fn sleep_until(t: OffsetDateTime, after: Duration) {
 }
 
 /// `./ops/pay PAYMENT_ID --paid-at T`, the operator's sandbox payment: its JSON answer.
-async fn ops_pay(app: &TestApp, payment_id: &str, paid_at: &str) -> Value {
+async fn ops_pay(app: &TestApp, token: &str, payment_id: &str, paid_at: &str) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ops/pay");
     let out = tokio::process::Command::new("bash")
         .arg(script)
         .arg(payment_id)
         .args(["--paid-at", paid_at])
         .env("ALLOT_HTTP_ADDR", app.address.trim_start_matches("http://"))
+        .env("ALLOT_TOKEN", token)
         .output()
         .await
         .unwrap();
@@ -113,7 +114,7 @@ async fn a_deposit_paid_a_second_before_the_deadline_and_reported_two_seconds_af
     );
 
     let paid_at = rfc3339(deadline - time::Duration::seconds(1));
-    let answer = ops_pay(&app, intent["payment_id"].as_str().unwrap(), &paid_at).await;
+    let answer = ops_pay(&app, &token, intent["payment_id"].as_str().unwrap(), &paid_at).await;
     assert_eq!(answer["webhook"]["status"], "succeeded", "{answer}");
     let (_, now) = get_json(&app, &format!("/v1/reservations/{id}"), &token).await;
     assert_eq!(now["status"], "confirmed", "{now}");
@@ -129,7 +130,7 @@ async fn a_deposit_paid_a_second_after_the_deadline_is_refunded_though_the_hold_
     sleep_until(deadline, Duration::from_secs(2)).await;
 
     let paid_at = rfc3339(deadline + time::Duration::seconds(1));
-    let answer = ops_pay(&app, intent["payment_id"].as_str().unwrap(), &paid_at).await;
+    let answer = ops_pay(&app, &token, intent["payment_id"].as_str().unwrap(), &paid_at).await;
     assert_eq!(
         (answer["webhook"]["status"].as_str(), answer["webhook"]["reason"].as_str()),
         (Some("refund_due"), Some("hold_expired")),
@@ -147,13 +148,14 @@ async fn a_deposit_paid_a_second_after_the_deadline_is_refunded_though_the_hold_
 #[tokio::test]
 async fn a_paid_at_in_the_future_or_long_ago_is_refused_and_records_nothing() {
     let app = spawn(|_| {}).await;
-    let (_, _, intent) = short_hold(&app, "odd-clock").await;
+    let (token, _, intent) = short_hold(&app, "odd-clock").await;
     let payment_id = intent["payment_id"].as_str().unwrap();
     let now = OffsetDateTime::now_utc();
     for paid_at in [now + time::Duration::minutes(10), now - time::Duration::days(30)] {
         let res = app
             .client
             .post(app.url(&format!("/v1/sandbox/payments/{payment_id}/settle")))
+            .bearer_auth(&token)
             .json(&json!({"paid_at": rfc3339(paid_at)}))
             .send()
             .await
@@ -206,6 +208,7 @@ async fn a_retry_after_confirm_cancel_or_expiry_returns_the_reservation_as_it_is
             "/v1/sandbox/payments/{}/settle",
             intent["payment_id"].as_str().unwrap()
         )))
+        .bearer_auth(&token)
         .json(&json!({}))
         .send()
         .await
@@ -398,6 +401,7 @@ async fn every_reservation_is_told_made_reminded_and_expired_without_opening_a_p
             "/v1/sandbox/payments/{}/settle",
             intent["payment_id"].as_str().unwrap()
         )))
+        .bearer_auth(&token)
         .json(&json!({}))
         .send()
         .await
