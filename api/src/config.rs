@@ -44,8 +44,12 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Request bodies above this are refused with `payload_too_large`.
     pub body_bytes_max: usize,
-    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    /// Treat the peer as a reverse proxy whatever its address, and believe the
+    /// `X-Forwarded-For` entry it appended (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
+    /// Reverse proxies (addresses and CIDR blocks, comma-separated) whose `X-Forwarded-For`
+    /// entries are believed; the client is the rightmost address none of them wrote.
+    pub trusted_proxies: String,
     /// `json` for production logs, `pretty` for a terminal.
     pub log_format: String,
 }
@@ -179,6 +183,7 @@ impl Default for HttpSettings {
             workers: 0,
             body_bytes_max: 16 * 1024,
             trust_forwarded_for: false,
+            trusted_proxies: String::new(),
             log_format: "json".into(),
         }
     }
@@ -260,6 +265,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("workers", "http.workers"),
     ("body_bytes_max", "http.body_bytes_max"),
     ("trust_forwarded_for", "http.trust_forwarded_for"),
+    ("trusted_proxies", "http.trusted_proxies"),
     ("log_format", "http.log_format"),
     ("database_url", "database.url"),
     ("database_pool_max", "database.pool_max"),

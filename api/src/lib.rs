@@ -16,6 +16,7 @@
 //! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
 //! - [`fairness`]: the waiting room, book-building allocation with published draws,
 //!   proof-of-work and rate limits.
+//! - [`client_ip`]: the client's address behind trusted proxies (rightmost untrusted).
 //! - [`staff`]: which staff role may read or cancel other people's records, audited.
 //! - [`audit`]: the hash-chained audit trail of state changes (never on the hot path);
 //!   [`exports`]: signed ledger exports for regulators; [`reports`]: live figures for
@@ -37,6 +38,7 @@
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod exports;

@@ -160,7 +160,11 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
         ledger_timeout,
         &secrets.token_secret,
     );
+    let http = &settings.http;
+    let proxies =
+        crate::client_ip::TrustedProxies::parse(&http.trusted_proxies, http.trust_forwarded_for)?;
     Ok(AppState {
+        proxies,
         tokens,
         identity,
         fairness,

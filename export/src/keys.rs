@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-pub use ed25519_dalek::SigningKey;
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// A key from its hex seed.
 pub fn from_hex(text: &str) -> Result<SigningKey, String> {

@@ -124,9 +124,15 @@ enum ExportAction {
     /// streams it. Exits 1 on any change, deletion, insertion or reordering.
     Verify {
         path: PathBuf,
-        /// Require the manifest to be signed by this Ed25519 public key (64 hex digits).
-        #[arg(long)]
+        /// The Ed25519 public key (64 hex digits) the manifest must be signed by. This or
+        /// `--trusted-keys` is required: the key inside a manifest proves nothing, since
+        /// whoever altered an export can sign it again with a key of their own.
+        #[arg(long, conflicts_with = "trusted_keys")]
         public_key: Option<String>,
+        /// A file of trusted public keys (64 hex digits per line; `#` starts a comment),
+        /// for a regulator who accepts exports signed by any of several keys (rotation).
+        #[arg(long)]
+        trusted_keys: Option<PathBuf>,
     },
 }
 
@@ -216,9 +222,9 @@ async fn run(cli: Cli) -> Result<bool, String> {
     let conn = &cli.conn;
     match cli.command {
         Command::Export(ExportArgs {
-            verify: Some(ExportAction::Verify { path, public_key }),
+            verify: Some(ExportAction::Verify { path, public_key, trusted_keys }),
             ..
-        }) => verify_export(&path, public_key.as_deref()),
+        }) => verify_export(&path, pinned_keys(public_key.as_deref(), trusted_keys.as_deref())?),
         Command::Export(args) => run_export(conn, args).await,
         Command::Check => {
             let ledger = connect_ledger(conn)?;
@@ -385,9 +391,47 @@ async fn run_export(conn: &Connection, args: ExportArgs) -> Result<bool, String>
     Ok(true)
 }
 
-fn verify_export(path: &std::path::Path, public_key: Option<&str>) -> Result<bool, String> {
-    let pinned = public_key.map(keys::public_from_hex).transpose()?;
-    let verified = verify::verify(path, pinned.as_ref());
+/// The keys an export may be signed by, and where they came from.
+struct Pinned {
+    keys: Vec<keys::VerifyingKey>,
+    source: &'static str,
+}
+
+/// `--public-key` or `--trusted-keys`; neither is an error that says why one is needed.
+fn pinned_keys(
+    public_key: Option<&str>,
+    trusted: Option<&std::path::Path>,
+) -> Result<Pinned, String> {
+    if let Some(hex) = public_key {
+        return Ok(Pinned { keys: vec![keys::public_from_hex(hex)?], source: "--public-key" });
+    }
+    let Some(path) = trusted else {
+        return Err("export verify needs the signer's key: pass --public-key HEX or \
+                    --trusted-keys FILE. The key inside a manifest proves nothing: whoever \
+                    altered an export can sign it again with a key of their own"
+            .into());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let keys = text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(keys::public_from_hex)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if keys.is_empty() {
+        return Err(format!("{}: no trusted keys in it", path.display()));
+    }
+    Ok(Pinned { keys, source: "--trusted-keys" })
+}
+
+fn verify_export(path: &std::path::Path, pinned: Pinned) -> Result<bool, String> {
+    // The manifest names its signer; the signature is checked against that key only if it
+    // is one of the pinned ones.
+    let signer =
+        verify::verify(path, None).manifest.and_then(|m| keys::public_from_hex(&m.public_key).ok());
+    let key = signer.filter(|k| pinned.keys.contains(k)).unwrap_or(pinned.keys[0]);
+    let verified = verify::verify(path, Some(&key));
     for (file, records) in &verified.files {
         println!("{file}: {records} records");
     }
@@ -396,7 +440,10 @@ fn verify_export(path: &std::path::Path, public_key: Option<&str>) -> Result<boo
     }
     if verified.ok() {
         let manifest = verified.manifest.as_ref().expect("ok means a manifest");
-        println!("verified: signed by {}, every record intact", manifest.public_key);
+        println!(
+            "verified: signed by {}, a key pinned by {}, every record intact",
+            manifest.public_key, pinned.source
+        );
     }
     Ok(verified.ok())
 }

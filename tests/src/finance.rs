@@ -31,6 +31,13 @@ pub fn reconcile(app: &TestApp, args: &[&str]) -> Output {
         .expect("run reconcile")
 }
 
+/// The public key the app's exports (and `reconcile export` with the same data directory)
+/// are signed with, hex: what a regulator pins with `--public-key`.
+pub fn export_public_key(app: &TestApp) -> String {
+    let key = allot_reconcile::keys::load_or_generate(app.data_dir.path()).unwrap();
+    hex::encode(key.verifying_key().to_bytes())
+}
+
 pub fn text(output: &Output) -> String {
     format!(
         "{}{}",

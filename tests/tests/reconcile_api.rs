@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use allot_api::identity::Role;
 use allot_tests::app::TestApp;
-use allot_tests::finance::{reconcile, sale, text};
+use allot_tests::finance::{export_public_key, reconcile, sale, text};
 use serde_json::Value;
 
 #[tokio::test]
@@ -33,7 +33,8 @@ async fn a_regulator_downloads_a_signed_export_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ledger-export.jsonl");
     std::fs::write(&file, &body).unwrap();
-    let out = reconcile(&app, &["export", "verify", file.to_str().unwrap()]);
+    let key = export_public_key(&app);
+    let out = reconcile(&app, &["export", "verify", file.to_str().unwrap(), "--public-key", &key]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
     assert!(lines[0].starts_with(b"{\"file\":\"accounts.jsonl\"}"));
@@ -47,7 +48,8 @@ async fn a_regulator_downloads_a_signed_export_that_verifies() {
     let tampered = dir.path().join("swapped.jsonl");
     let bytes: Vec<u8> = swapped.iter().flat_map(|l| l.iter().chain(b"\n")).copied().collect();
     std::fs::write(&tampered, bytes).unwrap();
-    let out = reconcile(&app, &["export", "verify", tampered.to_str().unwrap()]);
+    let out =
+        reconcile(&app, &["export", "verify", tampered.to_str().unwrap(), "--public-key", &key]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
     // The download is in the audit trail.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use allot_tests::app::TestApp;
-use allot_tests::finance::{reconcile, sale, text};
+use allot_tests::finance::{export_public_key, reconcile, sale, text};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -14,8 +14,13 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `reconcile export verify`, pinning the app's key unless `extra` pins one.
 fn verify(app: &TestApp, path: &Path, extra: &[&str]) -> (Option<i32>, String) {
     let mut args = vec!["export", "verify", path.to_str().unwrap()];
+    let key = export_public_key(app);
+    if extra.is_empty() {
+        args.extend_from_slice(&["--public-key", &key]);
+    }
     args.extend_from_slice(extra);
     let out = reconcile(app, &args);
     (out.status.code(), text(&out))

@@ -317,3 +317,35 @@ async fn staff_read_only_what_their_role_needs_and_every_read_is_audited() {
     let reads = audit(&app, "payment.staff_read", &format!("payment:{payment}")).await;
     assert_eq!(reads.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["user:23"]);
 }
+
+#[tokio::test]
+async fn a_forged_forwarded_for_does_not_escape_the_per_ip_limit() {
+    // Behind a proxy (the peer, 127.0.0.1) that appends the real client's address.
+    let database_url = fresh_database().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&database_url, data_dir.path(), "/nonexistent".into());
+    s.http.trust_forwarded_for = true;
+    s.fairness.rate_limit_ip_per_second = 1;
+    s.fairness.rate_limit_ip_burst = 1;
+    let app = Application::build(s).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let challenge = |forged: u32| {
+        let (client, address) = (&client, &address);
+        async move {
+            // The client writes any address it likes first; the proxy appends the true one.
+            let header = format!("203.0.113.{forged}, 198.51.100.7");
+            let res = client
+                .get(format!("{address}/v1/challenge"))
+                .header("X-Forwarded-For", header)
+                .send()
+                .await
+                .unwrap();
+            res.status().as_u16()
+        }
+    };
+    assert_eq!(challenge(1).await, 200);
+    assert_eq!(challenge(2).await, 429, "a new forged address bought a new allowance");
+    assert_eq!(challenge(3).await, 429);
+}

@@ -7,7 +7,7 @@
 //! rate, which is still a bound, and the proof-of-work is what prices joining.
 //!
 //! Which address is the client's (the peer, or a trusted proxy's `X-Forwarded-For`) is the
-//! routes' business: they know the request and the `trust_forwarded_for` rule.
+//! routes' business (`crate::client_ip`: the rightmost address our proxies did not write).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

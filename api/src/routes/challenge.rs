@@ -26,28 +26,18 @@ pub async fn challenge(state: web::Data<AppState>, req: HttpRequest) -> ApiResul
         .json(state.fairness.pow.challenge()))
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop when a trusted
-/// proxy sets it (a client can write that header itself, so trusting it is off by default:
-/// `http.trust_forwarded_for`).
-pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        let forwarded = req
-            .headers()
-            .get("X-Forwarded-For")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    req.peer_addr().map(|a| a.ip())
+/// The client's address: the peer, or behind our trusted proxies the rightmost
+/// `X-Forwarded-For` address they did not write (`crate::client_ip`).
+pub fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let forwarded = req.headers().get("X-Forwarded-For").and_then(|v| v.to_str().ok());
+    Some(state.proxies.client(peer, forwarded))
 }
 
 /// One request from the client of `req`: refused when its IP is over the limit. A request
 /// whose address is unknown is not limited by IP.
 pub fn check_ip(state: &AppState, req: &HttpRequest) -> ApiResult<()> {
-    match client_ip(req, state.settings.http.trust_forwarded_for) {
+    match client_ip(state, req) {
         Some(ip) => state.fairness.limits.check_ip(ip),
         None => Ok(()),
     }

@@ -141,7 +141,7 @@ pub async fn sign_in(
     // Guessers pay before the deliberately slow password hash: the address's rate limit,
     // then, after its failures, a proof of work.
     crate::routes::challenge::check_ip(&state, &req)?;
-    let ip = crate::routes::challenge::client_ip(&req, state.settings.http.trust_forwarded_for);
+    let ip = crate::routes::challenge::client_ip(&state, &req);
     if state.identity.sign_in_needs_pow(ip) {
         crate::routes::challenge::verify_pow(&state, &req).await?;
     }
