@@ -1,5 +1,6 @@
 //! Which instance runs the background work that must run once, not once per instance:
-//! the projector (and its expiry marking) and the waitlist's offers. Every instance keeps
+//! the projector (and its expiry marking), the waitlist's offers and re-applying payment
+//! notifications. Every instance keeps
 //! trying to take one Postgres lease (`allot_store::lease`); the one that holds it leads
 //! until its session ends, and another takes over within about [`RETRY_INTERVAL`] when it
 //! does (a killed holder's session ends at once).

@@ -210,6 +210,7 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
         state.payments.clone(),
         state.notify.clone(),
         state.settings.notify.clone(),
+        leader.clone(),
     );
     let payments = tokio::spawn(payments);
     // Every process (not only the leader) refuses the tokens of sessions any process revoked.
