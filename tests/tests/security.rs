@@ -349,3 +349,64 @@ async fn a_forged_forwarded_for_does_not_escape_the_per_ip_limit() {
     assert_eq!(challenge(2).await, 429, "a new forged address bought a new allowance");
     assert_eq!(challenge(3).await, 429);
 }
+
+/// A bank delivery for `payment`'s reference, signed with `signature(ts, body)`.
+async fn bank_delivery(
+    app: &TestApp,
+    extra: Value,
+    signature: impl Fn(&str, &[u8]) -> String,
+) -> (u16, Value) {
+    let mut body = json!({
+        "transaction_id": format!("BANK-{}", uuid::Uuid::new_v4().simple()),
+        "reference": "NO-SUCH-REFERENCE",
+        "amount_satang": 150_000,
+        "paid_at": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+    });
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let body = serde_json::to_vec(&body).unwrap();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let res = app
+        .client
+        .post(app.url("/v1/payments/webhooks/bank"))
+        .header("content-type", "application/json")
+        .header("X-Allot-Timestamp", &ts)
+        .header("X-Allot-Signature", signature(&ts, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_bank_rotating_its_key_may_send_two_signatures_and_other_currencies_are_refused() {
+    let app = TestApp::spawn().await;
+    let bank = &app.state.payments.gateways().bank;
+    let retired = allot_api::payments::gateway::SignedWebhook::new(
+        allot_api::payments::gateway::GatewayKind::Bank,
+        vec![0x42; 32],
+    );
+    let both =
+        |ts: &str, body: &[u8]| format!("{}, {}", retired.sign(ts, body), bank.sign(ts, body));
+    let (status, answer) = bank_delivery(&app, json!({}), both).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("unmatched")), "{answer}");
+    let only_retired = |ts: &str, body: &[u8]| retired.sign(ts, body);
+    assert_eq!(bank_delivery(&app, json!({}), only_retired).await.0, 401);
+
+    // Dollars are not baht: refused, and nothing is recorded.
+    let sign = |ts: &str, body: &[u8]| bank.sign(ts, body);
+    let (status, answer) = bank_delivery(&app, json!({"currency": "USD"}), sign).await;
+    assert_eq!((status, answer["field"].as_str()), (400, Some("currency")), "{answer}");
+    let recorded: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM payment_notifications", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1, "only the first delivery is recorded");
+    let (status, _) = bank_delivery(&app, json!({"currency": "THB"}), sign).await;
+    assert_eq!(status, 200);
+}

@@ -6,8 +6,9 @@
 //! - `sandbox` (dev mode only): money that never existed, delivered by our own settle
 //!   endpoint through exactly the same path a bank's webhook takes.
 //!
-//! A delivery is authentic when `X-Allot-Signature` is the hex HMAC-SHA256 of
-//! `timestamp + "." + raw body` under the gateway's secret, and fresh when
+//! A delivery is authentic when `X-Allot-Signature` carries the hex HMAC-SHA256 of
+//! `timestamp + "." + raw body` under the gateway's secret (as `v1=<hex>`; several, comma
+//! separated, while a sender rotates keys), and fresh when
 //! `X-Allot-Timestamp` (unix seconds) is within [`WEBHOOK_SKEW_SECONDS_MAX`] of our clock.
 
 use std::fmt;
@@ -75,6 +76,29 @@ pub struct Notification {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub paid_at: OffsetDateTime,
+    /// ISO 4217 code of the amount: `THB` (satang), the only currency we take. Money in any
+    /// other is refused (400) rather than booked as baht. Senders that predate the field
+    /// may leave it out; it then means THB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^THB$")]
+    pub currency: Option<String>,
+}
+
+/// The one currency a notification may carry.
+pub const CURRENCY: &str = "THB";
+/// Signatures looked at in one header, so a header cannot make us compute without end.
+const SIGNATURES_MAX: usize = 8;
+
+/// The hex signatures in `X-Allot-Signature`: `v1=<hex>` entries separated by commas or
+/// spaces, or (the first format) one bare hex string.
+fn signatures(header: &str) -> impl Iterator<Item = &str> {
+    header.split([',', ' ']).map(str::trim).filter(|part| !part.is_empty()).filter_map(|part| {
+        match part.split_once('=') {
+            Some(("v1", hex)) => Some(hex),
+            Some(_) => None,
+            None => Some(part),
+        }
+    })
 }
 
 /// A delivery as it came over the wire.
@@ -145,9 +169,9 @@ impl SignedWebhook {
         mac
     }
 
-    /// The signature a sender puts in `X-Allot-Signature`.
+    /// The signature a sender puts in `X-Allot-Signature`: `v1=<hex>`.
     pub fn sign(&self, timestamp: &str, body: &[u8]) -> String {
-        hex::encode(self.mac(timestamp, body).finalize().into_bytes())
+        format!("v1={}", hex::encode(self.mac(timestamp, body).finalize().into_bytes()))
     }
 }
 
@@ -168,11 +192,14 @@ impl Gateway for SignedWebhook {
         if skew_seconds.abs() > WEBHOOK_SKEW_SECONDS_MAX {
             return Err(Rejection::OutsideWindow { skew_seconds });
         }
-        let signature = hex::decode(signature).map_err(|_| Rejection::BadSignature)?;
-        // `verify_slice` compares in constant time.
-        self.mac(timestamp, delivery.body)
-            .verify_slice(&signature)
-            .map_err(|_| Rejection::BadSignature)
+        // Several signatures may come at once while the sender rotates its key (`v1=<old>,
+        // v1=<new>`); one that matches is enough. `verify_slice` compares in constant time.
+        let mac = self.mac(timestamp, delivery.body);
+        let matched = signatures(signature)
+            .take(SIGNATURES_MAX)
+            .filter_map(|candidate| hex::decode(candidate).ok())
+            .any(|candidate| mac.clone().verify_slice(&candidate).is_ok());
+        matched.then_some(()).ok_or(Rejection::BadSignature)
     }
 
     fn parse(&self, body: &[u8]) -> Result<Notification, ApiError> {
@@ -192,6 +219,9 @@ impl Gateway for SignedWebhook {
         }
         if n.amount_satang == 0 || i64::try_from(n.amount_satang).is_err() {
             return Err(ApiError::validation("amount_satang", "a positive number of satang"));
+        }
+        if n.currency.as_deref().is_some_and(|c| c != CURRENCY) {
+            return Err(ApiError::validation("currency", "THB: we take baht only"));
         }
         Ok(n)
     }
@@ -309,6 +339,26 @@ mod tests {
         assert_eq!(sign(&a, GatewayKind::Bank), sign(&b, GatewayKind::Bank));
         assert_ne!(sign(&a, GatewayKind::Bank), sign(&a, GatewayKind::Sandbox));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn one_matching_signature_among_several_is_enough() {
+        let g = gateway();
+        let body = b"{}";
+        let (now, ts) = (1_800_000_000, "1800000000");
+        let good = g.sign(ts, body);
+        let old = SignedWebhook::new(GatewayKind::Bank, vec![9; 32]).sign(ts, body);
+        let both = format!("{old}, {good}");
+        let bare = good.trim_start_matches("v1=").to_owned();
+        for header in [good.as_str(), both.as_str(), bare.as_str()] {
+            let d = Delivery { timestamp: Some(ts), signature: Some(header), body };
+            assert_eq!(g.authenticate(&d, now), Ok(()), "{header}");
+        }
+        let wrong_scheme = good.replace("v1=", "v0=");
+        for header in [old.as_str(), wrong_scheme.as_str(), "v1=", ""] {
+            let d = Delivery { timestamp: Some(ts), signature: Some(header), body };
+            assert_eq!(g.authenticate(&d, now), Err(Rejection::BadSignature), "{header}");
+        }
     }
 
     #[test]

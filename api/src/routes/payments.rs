@@ -77,7 +77,8 @@ pub async fn qr_svg(state: web::Data<AppState>, id: web::Path<String>) -> ApiRes
 }
 
 /// A gateway reports money received. Signed: `X-Allot-Timestamp` (unix seconds, within
-/// 5 minutes) and `X-Allot-Signature` (hex HMAC-SHA256 of `timestamp.body`). Idempotent on
+/// 5 minutes) and `X-Allot-Signature` (`v1=` hex HMAC-SHA256 of `timestamp.body`; several
+/// `v1=` entries, comma separated, while the sender rotates keys). Idempotent on
 /// (gateway, transaction_id). 200 with the outcome; 202 when recorded but not yet applied;
 /// an unknown reference is recorded for finance and still answered 200.
 #[utoipa::path(post, path = "/v1/payments/webhooks/{gateway}",
