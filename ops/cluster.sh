@@ -75,9 +75,10 @@ api_start() { # INSTANCE
     dir="$(api_dir "$i")"
     mkdir -p "$dir"
     pid_alive "$dir/api.pid" && return 0
-    # Clients' addresses come from HAProxy's X-Forwarded-For (rate limits are per client).
+    # Clients' addresses come from the X-Forwarded-For that HAProxy (on loopback) appends:
+    # rate limits are per client, not per load balancer.
     ALLOT_HTTP_ADDR="127.0.0.1:$((API_PORT + i))" ALLOT_TB_ADDRESSES="$(tb_cluster_addresses)" \
-        ALLOT_TRUST_FORWARDED_FOR=true setsid "$API_BIN" >>"$dir/api.log" 2>&1 </dev/null &
+        ALLOT_TRUSTED_PROXIES=127.0.0.1 setsid "$API_BIN" >>"$dir/api.log" 2>&1 </dev/null &
     echo $! >"$dir/api.pid"
     disown $!
 }
