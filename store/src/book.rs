@@ -1,4 +1,4 @@
-//! Book-building (migration V3): subscriptions during the window (`subscriptions`) and the
+//! Book-building (migrations V3, V10): subscriptions during the window (`subscriptions`) and the
 //! published figures of each offering's one allocation run (`allocation_runs`). Once a run
 //! is stored, subscriptions no longer change: every write here checks that in its statement.
 
@@ -14,6 +14,8 @@ pub struct SubscriptionRow {
     /// Set by the allocation run.
     pub allotted: Option<i64>,
     pub hold_placed: bool,
+    /// The allotment's deadline passed before its hold stood: nothing is held for it.
+    pub hold_lapsed: bool,
 }
 
 /// An application as the allocation reads it.
@@ -59,8 +61,13 @@ pub struct RunFigures {
 pub struct RunRow {
     pub figures: RunFigures,
     pub ran_at: SystemTime,
+    /// The one payment deadline of every allotment of the run (`None`: a run stored before
+    /// runs fixed it).
+    pub holds_deadline: Option<SystemTime>,
     /// Allotments not yet turned into holds.
     pub holds_pending: i64,
+    /// Allotments whose deadline passed before their hold stood.
+    pub holds_lapsed: i64,
 }
 
 /// Places or changes a subscription while no run is stored: `Some(true)` when new,
@@ -109,7 +116,7 @@ pub async fn subscription(
 ) -> Result<Option<SubscriptionRow>, Error> {
     let row = client
         .query_opt(
-            "SELECT pseudonym, requested, allotted, hold_placed FROM subscriptions
+            "SELECT pseudonym, requested, allotted, hold_placed, hold_lapsed FROM subscriptions
              WHERE offering_id = $1 AND user_id = $2",
             &[&offering_id, &user_id],
         )
@@ -119,6 +126,7 @@ pub async fn subscription(
         requested: r.get(1),
         allotted: r.get(2),
         hold_placed: r.get(3),
+        hold_lapsed: r.get(4),
     }))
 }
 
@@ -129,7 +137,10 @@ pub async fn run(client: &impl GenericClient, offering_id: &str) -> Result<Optio
             "SELECT supply, lot, min_quantity, applicants, requested_total, allotted_total, cutoff,
                     lottery_entrants, lottery_winners, unserved, ran_at,
                     (SELECT count(*) FROM subscriptions s WHERE s.offering_id = r.offering_id
-                       AND s.allotted > 0 AND NOT s.hold_placed)
+                       AND s.allotted > 0 AND NOT s.hold_placed AND NOT s.hold_lapsed),
+                    holds_deadline,
+                    (SELECT count(*) FROM subscriptions s WHERE s.offering_id = r.offering_id
+                       AND s.hold_lapsed)
              FROM allocation_runs r WHERE offering_id = $1",
             &[&offering_id],
         )
@@ -149,6 +160,8 @@ pub async fn run(client: &impl GenericClient, offering_id: &str) -> Result<Optio
         },
         ran_at: r.get(10),
         holds_pending: r.get(11),
+        holds_deadline: r.get(12),
+        holds_lapsed: r.get(13),
     }))
 }
 
@@ -204,16 +217,19 @@ pub async fn set_allotments(
     Ok(())
 }
 
+/// Stores a run's figures and the one payment deadline of all its allotments.
 pub async fn insert_run(
     client: &impl GenericClient,
     offering_id: &str,
     f: &RunFigures,
+    holds_deadline: SystemTime,
 ) -> Result<(), Error> {
     client
         .execute(
             "INSERT INTO allocation_runs (offering_id, supply, lot, min_quantity, applicants,
-                 requested_total, allotted_total, cutoff, lottery_entrants, lottery_winners, unserved)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 requested_total, allotted_total, cutoff, lottery_entrants, lottery_winners, unserved,
+                 holds_deadline)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &offering_id,
                 &f.supply,
@@ -226,6 +242,7 @@ pub async fn insert_run(
                 &f.lottery_entrants,
                 &f.lottery_winners,
                 &f.unserved,
+                &holds_deadline,
             ],
         )
         .await?;
@@ -240,7 +257,7 @@ pub async fn allotments_to_hold(
     let rows = client
         .query(
             "SELECT user_id, allotted FROM subscriptions
-             WHERE offering_id = $1 AND allotted > 0 AND NOT hold_placed",
+             WHERE offering_id = $1 AND allotted > 0 AND NOT hold_placed AND NOT hold_lapsed",
             &[&offering_id],
         )
         .await?;
@@ -255,6 +272,22 @@ pub async fn mark_holds_placed(
     client
         .execute(
             "UPDATE subscriptions SET hold_placed = TRUE
+             WHERE offering_id = $1 AND user_id = ANY($2)",
+            &[&offering_id, &users],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Marks allotments lapsed: their deadline passed before their hold stood.
+pub async fn mark_holds_lapsed(
+    client: &impl GenericClient,
+    offering_id: &str,
+    users: &[i64],
+) -> Result<(), Error> {
+    client
+        .execute(
+            "UPDATE subscriptions SET hold_lapsed = TRUE, hold_placed = FALSE
              WHERE offering_id = $1 AND user_id = ANY($2)",
             &[&offering_id, &users],
         )

@@ -1,6 +1,7 @@
 //! Book-building: subscriptions during a window (Postgres; no inventory is held), then one
 //! allocation run by the quantity-ceiling rule, whose allotments become ledger holds with
-//! the offering's deposit deadline. The payments flow confirms them like any reservation.
+//! one payment deadline, fixed when the run is stored. The payments flow confirms them like
+//! any reservation, and the projector tells every allottee (`notify::holds`).
 //!
 //! The run is idempotent and resumable: the result is computed and stored in one
 //! transaction, and holds are placed afterwards with ids derived from (offering, person,
@@ -85,8 +86,14 @@ pub struct RunFigures {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub ran_at: OffsetDateTime,
+    /// Every allotment's payment deadline, fixed once by the run.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub payment_deadline: Option<OffsetDateTime>,
     /// Allotments not yet turned into holds (0 once the run finished).
     pub holds_pending: u64,
+    /// Allotments whose deadline passed before their hold stood: nothing is held for them.
+    pub holds_lapsed: u64,
 }
 
 impl From<RunRow> for RunFigures {
@@ -105,7 +112,9 @@ impl From<RunRow> for RunFigures {
             lottery_winners: n(f.lottery_winners),
             unserved: n(f.unserved),
             ran_at: r.ran_at.into(),
+            payment_deadline: r.holds_deadline.map(OffsetDateTime::from),
             holds_pending: n(r.holds_pending),
+            holds_lapsed: n(r.holds_lapsed),
         }
     }
 }
@@ -237,7 +246,7 @@ impl BookBuilding {
         let row = allot_store::book::subscription(&client, offering.id(), who.user_id).await?;
         Ok(row.map(|r| {
             let allotted = r.allotted.map(|a| a as u64);
-            let held = r.hold_placed && allotted.is_some_and(|a| a > 0);
+            let held = r.hold_placed && !r.hold_lapsed && allotted.is_some_and(|a| a > 0);
             SubscriptionView {
                 offering_id: offering.id().to_owned(),
                 pseudonym: r.pseudonym,

@@ -1,8 +1,12 @@
-//! The allocation run: compute and store the result in one transaction, then turn every
-//! allotment into a ledger hold with the offering's deadline. Both halves are safe to
-//! repeat: a stored result is never recomputed, and a placed hold answers `exists`.
+//! The allocation run: compute and store the result in one transaction, with the one payment
+//! deadline of every allotment, then turn every allotment into a ledger hold with that
+//! deadline. Both halves are safe to repeat: a stored result is never recomputed, a placed
+//! hold answers `exists`, and a rerun after the deadline places nothing late: an allotment
+//! whose deadline passed before its hold stood (or whose hold had lapsed) is lapsed.
 
-use allot_ledger::{Deadline, HoldOutcome, HoldRequest};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use allot_ledger::{Deadline, HoldOutcome, HoldRejection, HoldRequest, HoldState};
 use allot_store::book::AllotmentRow;
 use futures::StreamExt;
 use time::OffsetDateTime;
@@ -18,6 +22,14 @@ use crate::fairness::seeds::{self, SeedPurpose};
 /// ledger client's batches (64 took 19 s for 100,000 allotments, 512 took 8 s, 2,048 no
 /// better), few enough to leave the cluster room for everything else.
 const HOLDS_IN_FLIGHT_MAX: usize = 512;
+
+/// What became of the allotments a pass tried to hold.
+#[derive(Debug, Default)]
+struct Placement {
+    placed: Vec<i64>,
+    lapsed: Vec<i64>,
+    failed: usize,
+}
 
 impl BookBuilding {
     /// The allocation run: at or after the close, with the committed seed (or the seed an
@@ -87,70 +99,98 @@ impl BookBuilding {
             lottery_winners: n(result.lottery_winners),
             unserved: n(result.unserved),
         };
-        allot_store::book::insert_run(&tx, offering.id(), &figures).await?;
+        // One deadline for every allotment, fixed now: holds placed later keep it.
+        let deadline = Deadline::after(c.hold_seconds, self.settlement_grace_seconds).time();
+        allot_store::book::insert_run(&tx, offering.id(), &figures, deadline).await?;
         allot_store::fairness::reveal_allocation_seed(&tx, offering.id()).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Turns every allotment not yet held into a ledger hold with the offering's deadline.
+    /// The run's deadline, as every allotment hold carries it.
+    async fn deadline(&self, offering: &Offering) -> ApiResult<Deadline> {
+        let client = self.db.get().await?;
+        let run = allot_store::book::run(&client, offering.id())
+            .await?
+            .ok_or_else(|| ApiError::internal("allocation run vanished"))?;
+        // A run stored before runs fixed their deadline: its holds' deadline from its time.
+        let hold = Duration::from_secs(offering.config.hold_seconds.into());
+        let at = run.holds_deadline.unwrap_or(run.ran_at + hold);
+        let unix_seconds = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Ok(Deadline { unix_seconds, grace_seconds: self.settlement_grace_seconds })
+    }
+
+    /// Turns every allotment not yet held into a ledger hold with the run's deadline.
     async fn place_holds(&self, offering: &Offering) -> ApiResult<()> {
+        let deadline = self.deadline(offering).await?;
         let client = self.db.get().await?;
         let rows = allot_store::book::allotments_to_hold(&client, offering.id()).await?;
         // Everyone's accounts in a few full batches first; the holds then take one round trip.
         let people: Vec<u64> = rows.iter().map(|r| r.user_id as u64).collect();
         self.ledger.prepare_people(&offering.spec, &people).await?;
-        let (placed, failed) = self.hold_allotments(offering, &rows).await;
-        allot_store::book::mark_holds_placed(&client, offering.id(), &placed).await?;
-        if failed > 0 {
+        let done = self.hold_allotments(offering, &rows, deadline).await;
+        allot_store::book::mark_holds_placed(&client, offering.id(), &done.placed).await?;
+        allot_store::book::mark_holds_lapsed(&client, offering.id(), &done.lapsed).await?;
+        if done.failed > 0 {
             // The allocation itself stands; running it again retries just these holds.
-            return Err(ApiError::unavailable(format!("{failed} allotment holds failed")));
+            return Err(ApiError::unavailable(format!("{} allotment holds failed", done.failed)));
         }
         allot_store::book::finish_run(&client, offering.id()).await?;
         Ok(())
     }
 
-    /// Holds each allotment, [`HOLDS_IN_FLIGHT_MAX`] at a time: the users whose hold is
-    /// placed (or was already), and how many failed.
+    /// Holds each allotment, [`HOLDS_IN_FLIGHT_MAX`] at a time.
     async fn hold_allotments(
         &self,
         offering: &Offering,
         rows: &[AllotmentRow],
-    ) -> (Vec<i64>, usize) {
+        deadline: Deadline,
+    ) -> Placement {
         let holds = rows.iter().map(|r| {
             let request = HoldRequest {
                 id: allotment_hold(offering, r.user_id as u64),
                 zone: 1,
                 person: r.user_id as u64,
                 quantity: r.allotted as u128,
-                deadline: Deadline::after(
-                    offering.config.hold_seconds,
-                    self.settlement_grace_seconds,
-                ),
+                deadline,
                 allow_partial: false,
             };
-            async move {
-                let outcome = tokio::time::timeout(
-                    self.ledger_timeout,
-                    self.ledger.hold(&offering.spec, &request),
-                )
-                .await;
-                (r.user_id, outcome)
-            }
+            async move { (r.user_id, self.hold_allotment(offering, &request).await) }
         });
         let outcomes: Vec<_> =
             futures::stream::iter(holds).buffer_unordered(HOLDS_IN_FLIGHT_MAX).collect().await;
-        let mut placed = Vec::with_capacity(outcomes.len());
-        let mut failed = 0usize;
+        let mut done = Placement::default();
         for (user_id, outcome) in outcomes {
             match outcome {
-                Ok(Ok(HoldOutcome::Held(_))) => placed.push(user_id),
-                other => {
-                    failed += 1;
-                    tracing::error!(offering = %offering.id(), user_id, outcome = ?other, "allotment hold failed");
+                Ok(true) => done.placed.push(user_id),
+                Ok(false) => done.lapsed.push(user_id),
+                Err(e) => {
+                    done.failed += 1;
+                    tracing::error!(offering = %offering.id(), user_id, error = %e, "allotment hold failed");
                 }
             }
         }
-        (placed, failed)
+        done
+    }
+
+    /// One allotment's hold: `true` when it stands (held now or before, or paid), `false`
+    /// when its deadline passed before it stood (never placed, or found lapsed on a rerun).
+    async fn hold_allotment(&self, offering: &Offering, request: &HoldRequest) -> ApiResult<bool> {
+        let hold = self.ledger.hold(&offering.spec, request);
+        let outcome = tokio::time::timeout(self.ledger_timeout, hold)
+            .await
+            .map_err(|_| ApiError::ledger_timeout())??;
+        match outcome {
+            HoldOutcome::Held(held) if !held.replayed || held.expires_at > SystemTime::now() => {
+                Ok(true)
+            }
+            // A replay past the deadline: placed by an earlier run, and paid or lapsed.
+            HoldOutcome::Held(_) => {
+                let info = self.ledger.hold_info(request.id).await?;
+                Ok(info.is_some_and(|i| i.state == HoldState::Confirmed))
+            }
+            HoldOutcome::Rejected(HoldRejection::TimeoutOutOfRange) => Ok(false),
+            other => Err(ApiError::internal(format!("allotment hold: {other:?}"))),
+        }
     }
 }
