@@ -40,6 +40,9 @@ pub struct Settings {
 pub struct HttpSettings {
     /// Where the API listens. Port 0 picks a free port (tests).
     pub addr: String,
+    /// The operator listener: readiness and metrics, out of the public's reach (`/health/live`
+    /// on both). Empty: both on the public listener, with a warning at start.
+    pub ops_addr: String,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     /// Request bodies above this are refused with `payload_too_large`.
@@ -180,6 +183,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             addr: "127.0.0.1:8080".into(),
+            ops_addr: String::new(),
             workers: 0,
             body_bytes_max: 16 * 1024,
             trust_forwarded_for: false,
@@ -262,6 +266,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("data_dir", "data_dir"),
     ("offerings_dir", "offerings_dir"),
     ("http_addr", "http.addr"),
+    ("ops_addr", "http.ops_addr"),
     ("workers", "http.workers"),
     ("body_bytes_max", "http.body_bytes_max"),
     ("trust_forwarded_for", "http.trust_forwarded_for"),

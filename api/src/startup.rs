@@ -23,6 +23,8 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The operator listener (`http.ops_addr`): readiness and metrics, when configured.
+    ops: Option<(u16, Server)>,
     state: web::Data<AppState>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -48,15 +50,31 @@ impl Application {
         }
 
         let tasks = spawn_background(&state);
-        let listener = TcpListener::bind(&state.settings.http.addr)
-            .map_err(|e| format!("binding {}: {e}", state.settings.http.addr))?;
-        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let server = serve(state.clone(), listener)?;
-        Ok(Application { port, server, state, tasks })
+        let (listener, port) = bind(&state.settings.http.addr)?;
+        let ops = match state.settings.http.ops_addr.as_str() {
+            "" => {
+                tracing::warn!(
+                    "readiness and metrics are served on the public listener: set \
+                    ALLOT_OPS_ADDR to give operators a listener of their own"
+                );
+                None
+            }
+            addr => {
+                let (ops_listener, ops_port) = bind(addr)?;
+                Some((ops_port, serve_ops(state.clone(), ops_listener)?))
+            }
+        };
+        let server = serve(state.clone(), listener, ops.is_none())?;
+        Ok(Application { port, server, ops, state, tasks })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The operator listener's port, when there is one.
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops.as_ref().map(|(port, _)| *port)
     }
 
     pub fn state(&self) -> web::Data<AppState> {
@@ -65,7 +83,14 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM; in-flight requests finish, then background tasks stop.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let result = match self.ops {
+            None => self.server.await,
+            Some((_, ops)) => {
+                // Both stop on the same signal; the operator listener outlives nothing.
+                let (public, ops) = tokio::join!(self.server, ops);
+                public.and(ops)
+            }
+        };
         for task in self.tasks {
             task.abort();
         }
@@ -220,7 +245,35 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
     tasks
 }
 
-fn serve(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, String> {
+fn bind(addr: &str) -> Result<(TcpListener, u16), String> {
+    let listener = TcpListener::bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    Ok((listener, port))
+}
+
+/// The operator listener: liveness, readiness and metrics, nothing a client calls.
+fn serve_ops(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, String> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(routes::health::configure_operator)
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .shutdown_timeout(10)
+    .listen(listener)
+    .map_err(|e| e.to_string())?
+    .run();
+    Ok(server)
+}
+
+/// The public listener; readiness and metrics only when `operator` (no listener of their
+/// own).
+fn serve(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    operator: bool,
+) -> Result<Server, String> {
     let body_max = state.settings.http.body_bytes_max;
     let workers = match state.settings.http.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -233,7 +286,7 @@ fn serve(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, St
             .app_data(web::PayloadConfig::default().limit(body_max))
             .app_data(web::QueryConfig::default().error_handler(routes::query_error))
             .app_data(web::PathConfig::default().error_handler(routes::path_error))
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure(cfg, operator))
             .default_service(web::to(routes::not_found))
             .wrap(from_fn(routes::middleware::localize_errors))
             .wrap(from_fn(routes::middleware::track))

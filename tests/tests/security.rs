@@ -410,3 +410,22 @@ async fn a_bank_rotating_its_key_may_send_two_signatures_and_other_currencies_ar
     let (status, _) = bank_delivery(&app, json!({"currency": "THB"}), sign).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn readiness_and_metrics_answer_on_the_operator_listener_only() {
+    let database_url = fresh_database().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&database_url, data_dir.path(), "/nonexistent".into());
+    s.http.ops_addr = "127.0.0.1:0".into();
+    let app = Application::build(s).await.unwrap();
+    let public = format!("http://127.0.0.1:{}", app.port());
+    let ops = format!("http://127.0.0.1:{}", app.ops_port().expect("an operator listener"));
+    tokio::spawn(app.run_until_stopped());
+    let status = |url: String| async move { reqwest::get(url).await.unwrap().status().as_u16() };
+    for path in ["/health/ready", "/metrics"] {
+        assert_eq!(status(format!("{public}{path}")).await, 404, "{path} on the public listener");
+        assert_eq!(status(format!("{ops}{path}")).await, 200, "{path} for operators");
+    }
+    assert_eq!(status(format!("{public}/health/live")).await, 200);
+    assert_eq!(status(format!("{ops}/v1/offerings")).await, 404, "no API on the operator port");
+}

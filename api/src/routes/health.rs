@@ -1,12 +1,24 @@
-//! Liveness, readiness, metrics and the OpenAPI document.
+//! Liveness, readiness, metrics and the OpenAPI document. Readiness and metrics are for
+//! operators: on their own listener when `http.ops_addr` is set.
 
 use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(live).service(ready).service(metrics).service(openapi);
+/// The public listener's: liveness and the OpenAPI document, plus readiness and metrics
+/// when `operator` (no operator listener, `http.ops_addr`, is configured).
+pub fn configure(cfg: &mut web::ServiceConfig, operator: bool) {
+    cfg.service(live).service(openapi);
+    if operator {
+        cfg.service(ready).service(metrics);
+    }
+}
+
+/// The operator listener's: liveness, readiness (which asks both stores) and metrics, out
+/// of the public's reach.
+pub fn configure_operator(cfg: &mut web::ServiceConfig) {
+    cfg.service(live).service(ready).service(metrics);
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -28,8 +28,10 @@ use actix_web::web;
 
 pub use respond::{json_error, not_found, path_error, query_error};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(health::configure)
+/// Every public route; readiness and metrics too when `operator` (they have no listener
+/// of their own).
+pub fn configure(cfg: &mut web::ServiceConfig, operator: bool) {
+    cfg.configure(|cfg| health::configure(cfg, operator))
         .configure(identity::configure)
         .configure(offerings::configure)
         .configure(reservations::configure)
