@@ -219,7 +219,8 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
         interval,
         leader.clone(),
     ));
-    // Other instances may change offerings: converge on Postgres every few seconds.
+    // Other instances may change offerings: converge on Postgres every few seconds, and
+    // keep figures to show (marked stale) if the ledger stops answering.
     let refresher = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -228,6 +229,7 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
                 if let Err(e) = state.catalog.refresh(&state.db, &state.ledger).await {
                     tracing::warn!(error = %e, "catalog refresh failed");
                 }
+                state.catalog.warm_availability(&state.ledger, state.tb_timeout()).await;
             }
         })
     };

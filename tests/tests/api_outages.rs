@@ -140,3 +140,25 @@ async fn postgres_down_leaves_the_instance_ready_degraded_and_taking_reservation
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("allot_postgres_up 1"), "{metrics}");
 }
+
+#[tokio::test]
+async fn an_instance_that_never_served_a_page_still_shows_stale_figures_in_an_outage() {
+    let tb = tigerbeetle::Server::start();
+    let first = app_on(&tb).await;
+    first.create_offering(tickets("cold", 10, 4, 600)).await;
+    // A second instance learns of the offering from Postgres and is never asked for its
+    // page; behind a load balancer, the first request for it may come mid-outage.
+    let second = TestApp::spawn_configured("/nonexistent".into(), |s| {
+        s.database.url = first.database_url.clone();
+        s.ledger.addresses = tb.address();
+        s.ledger.timeout_ms = LEDGER_TIMEOUT_MS;
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tb.pause();
+    let (status, page) = get(&second, "/v1/offerings/cold").await;
+    tb.resume();
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["stale"], true);
+    assert_eq!(page["availability"][0]["remaining"], 10);
+}

@@ -119,6 +119,19 @@ impl Offering {
     }
 }
 
+impl Catalog {
+    /// Reads every offering's figures now (each bounded by `timeout`), so an instance has
+    /// last known figures to show in an outage even for pages it was never asked for.
+    pub async fn warm_availability(&self, ledger: &Ledger, timeout: Duration) {
+        for offering in self.all() {
+            let read = offering.availability(ledger, Duration::ZERO);
+            if let Ok(Err(e)) = tokio::time::timeout(timeout, read).await {
+                tracing::debug!(offering = %offering.id(), error = %e, "figures not refreshed");
+            }
+        }
+    }
+}
+
 /// Every offering, by id and by ledger number.
 #[derive(Debug, Default)]
 pub struct Catalog {
