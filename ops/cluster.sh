@@ -4,6 +4,8 @@
 #
 #   clients -> HAProxy ($LB_ADDR) -> api-0, api-1 ($API_PORT, +1) -> replicas 0..2 ($TB_PORT..+2)
 #                                                                  -> Postgres ($PG_PORT)
+# Readiness and metrics answer on each instance's operator port ($API_PORT + 100 + i),
+# which HAProxy checks and clients never reach.
 #
 # Every process runs in the background with a pid file and a log under $CLUSTER, so each
 # can be killed and restarted on its own (the chaos run does exactly that).
@@ -70,6 +72,8 @@ replica_primary() {
 
 api_dir() { echo "$CLUSTER/api-$1"; }
 
+ops_port() { echo $((API_PORT + 100 + $1)); }
+
 api_start() { # INSTANCE
     local i="$1" dir
     dir="$(api_dir "$i")"
@@ -77,8 +81,9 @@ api_start() { # INSTANCE
     pid_alive "$dir/api.pid" && return 0
     # Clients' addresses come from the X-Forwarded-For that HAProxy (on loopback) appends:
     # rate limits are per client, not per load balancer.
-    ALLOT_HTTP_ADDR="127.0.0.1:$((API_PORT + i))" ALLOT_TB_ADDRESSES="$(tb_cluster_addresses)" \
-        ALLOT_TRUSTED_PROXIES=127.0.0.1 setsid "$API_BIN" >>"$dir/api.log" 2>&1 </dev/null &
+    ALLOT_HTTP_ADDR="127.0.0.1:$((API_PORT + i))" ALLOT_OPS_ADDR="127.0.0.1:$(ops_port "$i")" \
+        ALLOT_TB_ADDRESSES="$(tb_cluster_addresses)" ALLOT_TRUSTED_PROXIES=127.0.0.1 \
+        setsid "$API_BIN" >>"$dir/api.log" 2>&1 </dev/null &
     echo $! >"$dir/api.pid"
     disown $!
 }
@@ -101,7 +106,7 @@ api_stop() { # INSTANCE: SIGTERM, in-flight requests finish
 }
 
 wait_ready() { # INSTANCE SECONDS
-    local url="http://127.0.0.1:$((API_PORT + $1))/health/ready"
+    local url="http://127.0.0.1:$(ops_port "$1")/health/ready"
     for _ in $(seq $(($2 * 10))); do
         curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
         sleep 0.1
@@ -141,7 +146,7 @@ backend api
     default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
 EOF
     for i in $(seq 0 $((API_INSTANCES - 1))); do
-        echo "    server api-$i 127.0.0.1:$((API_PORT + i)) check"
+        echo "    server api-$i 127.0.0.1:$((API_PORT + i)) check port $(ops_port "$i")"
     done
 }
 
