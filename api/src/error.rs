@@ -103,7 +103,7 @@ impl HttpStatus {
 }
 
 /// An error on its way to a client.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiError {
     pub code: ErrorCode,
     /// The request field at fault (JSON field name, header or path segment).
@@ -155,6 +155,19 @@ impl ApiError {
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "dependency unavailable");
         Self::new(ErrorCode::ServiceUnavailable)
+    }
+}
+
+/// Names the message's placeables but not their values: a reason quotes what the client
+/// sent (a national ID, say), and errors are logged.
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let args: Vec<&str> = self.args.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("ApiError")
+            .field("code", &self.code)
+            .field("field", &self.field)
+            .field("args", &args)
+            .finish()
     }
 }
 

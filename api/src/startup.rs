@@ -292,7 +292,7 @@ fn serve(
             .default_service(web::to(routes::not_found))
             .wrap(from_fn(routes::middleware::localize_errors))
             .wrap(from_fn(routes::middleware::track))
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(tracing_actix_web::TracingLogger::<routes::logging::RequestSpan>::new())
     })
     .workers(workers)
     .backlog(4096)

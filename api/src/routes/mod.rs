@@ -3,7 +3,8 @@
 //!
 //! Besides the resources: [`extract`] (the caller from its bearer token), [`respond`] (an
 //! `ApiError` as a JSON response; bad JSON, query and path as errors), [`middleware`]
-//! (messages in the client's language, request metrics), [`openapi`] (the document of every
+//! (messages in the client's language, request metrics), [`logging`] (the request log
+//! line, without query strings or the values a client sent), [`openapi`] (the document of every
 //! endpoint, served at `/openapi.json`). Architecture invariant: this
 //! folder, `startup` and `main` are the only code that knows actix.
 
@@ -14,6 +15,7 @@ pub mod exports;
 pub mod extract;
 pub mod health;
 pub mod identity;
+pub mod logging;
 pub mod middleware;
 pub mod offerings;
 pub mod openapi;
