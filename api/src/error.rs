@@ -70,6 +70,7 @@ error_codes! {
     SubscriptionsStillOpen => ("subscriptions_still_open", 409),
     SubscriptionNotFound => ("subscription_not_found", 404),
     AllocationNotRun => ("allocation_not_run", 409),
+    DepositDeadlineNotPassed => ("deposit_deadline_not_passed", 409),
     SeedMismatch => ("seed_mismatch", 422),
     QueueNotEnabled => ("queue_not_enabled", 409),
     QueueTicketInvalid => ("queue_ticket_invalid", 401),

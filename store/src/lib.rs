@@ -18,7 +18,8 @@
 //! - [`status`]: every status kept in a text column, as an enum with one spelling.
 //! - [`fairness`]: the committed seeds of the draws and the proof-of-work challenges used;
 //!   [`queue`]: the waiting room's entries and counters; [`book`]: book-building
-//!   subscriptions and allocation runs; [`waitlist`]: the waitlist's entries.
+//!   subscriptions and allocation runs; [`round_two`]: the second round, for the units of
+//!   unpaid allotments; [`waitlist`]: the waitlist's entries.
 //! - [`reservations`]: the projection of the ledger's holds, as their owners list them.
 //! - [`projection`]: the projector's writes of that projection and its checkpoints, and
 //!   the reads `reconcile` checks them with.
@@ -45,6 +46,7 @@ pub mod projection;
 pub mod queue;
 pub mod reports;
 pub mod reservations;
+pub mod round_two;
 pub mod statements;
 pub mod status;
 pub mod waitlist;

@@ -55,6 +55,7 @@ subscriptions_closed = Subscriptions for this offering are not open now.
 subscriptions_still_open = Subscriptions are still open: the allocation runs after they close.
 subscription_not_found = You have no subscription for this offering.
 allocation_not_run = The allocation has not run yet.
+deposit_deadline_not_passed = The first round's payment deadline has not passed: the second round runs after it.
 seed_mismatch = This seed does not match the published commitment.
 queue_not_enabled = This offering has no waiting room.
 queue_ticket_invalid = The queue ticket is missing, invalid or expired: join the queue again.

@@ -55,6 +55,7 @@ subscriptions_closed = この商品の申込みは現在受け付けていませ
 subscriptions_still_open = 申込みはまだ受付中です。配分は締切後に行われます。
 subscription_not_found = この商品へのお申込みはありません。
 allocation_not_run = 配分はまだ実施されていません。
+deposit_deadline_not_passed = 第1回の払込期限がまだ過ぎていません。第2回の配分は期限後に行われます。
 seed_mismatch = このシードは公開されたコミットメントと一致しません。
 queue_not_enabled = この商品には待合室がありません。
 queue_ticket_invalid = 整理券がないか、無効か、期限切れです。もう一度列に並んでください。

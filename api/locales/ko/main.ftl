@@ -55,6 +55,7 @@ subscriptions_closed = 지금은 이 상품의 청약을 받지 않습니다.
 subscriptions_still_open = 아직 청약을 받는 중입니다. 배정은 마감 후에 진행됩니다.
 subscription_not_found = 이 상품에 대한 청약이 없습니다.
 allocation_not_run = 아직 배정이 진행되지 않았습니다.
+deposit_deadline_not_passed = 1차 납입 기한이 아직 지나지 않았습니다. 2차 배정은 기한 후에 진행됩니다.
 seed_mismatch = 이 시드는 공개된 커밋먼트와 일치하지 않습니다.
 queue_not_enabled = 이 상품에는 대기실이 없습니다.
 queue_ticket_invalid = 대기표가 없거나 유효하지 않거나 만료되었습니다. 다시 줄을 서 주세요.

@@ -55,6 +55,7 @@ subscriptions_closed = ขณะนี้ยังไม่เปิดหรื
 subscriptions_still_open = ยังเปิดรับการจองซื้ออยู่ การจัดสรรจะทำหลังปิดรับ
 subscription_not_found = คุณไม่มีการจองซื้อในรายการนี้
 allocation_not_run = ยังไม่ได้ทำการจัดสรร
+deposit_deadline_not_passed = ยังไม่ถึงกำหนดชำระเงินของรอบแรก การจัดสรรรอบสองจะทำหลังกำหนดนั้น
 seed_mismatch = ค่าเมล็ดสุ่มนี้ไม่ตรงกับค่าที่ประกาศไว้ล่วงหน้า
 queue_not_enabled = รายการนี้ไม่มีห้องรอคิว
 queue_ticket_invalid = บัตรคิวไม่มี ไม่ถูกต้อง หรือหมดอายุ กรุณาเข้าคิวใหม่

@@ -55,6 +55,7 @@ subscriptions_closed = 此产品目前不接受认购。
 subscriptions_still_open = 认购仍在进行中，分配将在截止后进行。
 subscription_not_found = 您没有此产品的认购。
 allocation_not_run = 尚未进行分配。
+deposit_deadline_not_passed = 第一轮缴款截止时间尚未过去，第二轮分配将在截止后进行。
 seed_mismatch = 此种子与事先公布的承诺值不符。
 queue_not_enabled = 此产品没有等候室。
 queue_ticket_invalid = 排队凭证缺失、无效或已过期，请重新排队。

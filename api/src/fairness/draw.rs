@@ -19,6 +19,17 @@ pub const SEED_BYTES: usize = 32;
 /// Labels of the draws we make: one seed never serves two kinds of draw alike.
 pub const CONTEXT_ALLOCATION: &[u8] = b"allot/allocation/v1";
 pub const CONTEXT_QUEUE: &[u8] = b"allot/queue/v1";
+/// The label deriving the second allocation round's seed from the first's.
+pub const CONTEXT_ROUND_TWO: &[u8] = b"allocation/round-2";
+
+/// A seed derived from a published one for another draw: `SHA-256(seed || context)`, so
+/// the second round is as recomputable, and as unpredictable beforehand, as the first.
+pub fn derive(seed: &Seed, context: &[u8]) -> Seed {
+    let mut hash = Sha256::new();
+    hash.update(seed);
+    hash.update(context);
+    hash.finalize().into()
+}
 
 pub type Seed = [u8; SEED_BYTES];
 

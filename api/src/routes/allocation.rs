@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::fairness::book::{AllocationView, SubscribeRequest, SubscriptionView};
+use crate::fairness::book::{AllocationView, RoundTwoView, SubscribeRequest, SubscriptionView};
 use crate::fairness::draw;
 use crate::identity::Role;
 use crate::routes::challenge::check_ip;
@@ -18,6 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(withdraw)
         .service(show)
         .service(export)
+        .service(export_round_two)
+        .service(allocate_round_two)
         .service(allocate);
 }
 
@@ -154,5 +156,53 @@ pub async fn allocate(
     )
     .await?;
     tracing::info!(offering = %offering.id(), admin = who.user_id, "allocation run");
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Round two's demand and allotments, in the export format of round one, with the context
+/// its seed is derived under: enough to recompute it.
+#[utoipa::path(get, path = "/v1/offerings/{id}/allocation/round-2/export",
+    responses((status = 200, description = "application/x-ndjson: ExportHeader, then ExportLine per round-two applicant"),
+        (status = 409, body = crate::error::ErrorBody)))]
+#[get("/v1/offerings/{id}/allocation/round-2/export")]
+pub async fn export_round_two(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let offering = state.catalog.find(&id)?;
+    let body = state.fairness.book.export_round_two(&offering).await?;
+    Ok(HttpResponse::Ok().content_type("application/x-ndjson").body(body))
+}
+
+/// Runs the second round (admin), after round one's payment deadline: the units of unpaid
+/// allotments go to the unfilled demand by the same rule, with holds sharing one new
+/// deadline. Safe to repeat.
+#[utoipa::path(post, path = "/v1/admin/offerings/{id}/allocate/round-2",
+    responses(
+        (status = 200, body = RoundTwoView),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+#[post("/v1/admin/offerings/{id}/allocate/round-2")]
+pub async fn allocate_round_two(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    who.require(&[Role::Admin])?;
+    let offering = state.catalog.find(&id)?;
+    let view = state.fairness.book.run_round_two(&offering).await?;
+    let after = serde_json::to_value(&view).map_err(ApiError::internal)?;
+    let (actor, subject) = (crate::audit::user(who.user_id), format!("offering:{}", offering.id()));
+    crate::audit::append(
+        &state.db.get().await?,
+        &actor,
+        "allocation.round_two",
+        &subject,
+        None,
+        Some(&after),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(view))
 }

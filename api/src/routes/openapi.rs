@@ -50,6 +50,8 @@ use super::{exports, reports};
         allocation::show,
         allocation::export,
         allocation::allocate,
+        allocation::allocate_round_two,
+        allocation::export_round_two,
         challenge::challenge,
         waitlist::join,
         waitlist::mine,

@@ -78,6 +78,12 @@ pub fn verify_export(text: &str) -> Result<ExportHeader, String> {
     if !draw::matches(&seed, &commitment) {
         return Err("the seed does not match the commitment".into());
     }
+    // Round two draws with a seed derived from round one's published one.
+    let seed = if header.context.as_bytes() == draw::CONTEXT_ROUND_TWO {
+        draw::derive(&seed, draw::CONTEXT_ROUND_TWO)
+    } else {
+        seed
+    };
     let mut applications = Vec::new();
     let mut claimed = Vec::new();
     for (i, line) in lines.enumerate() {

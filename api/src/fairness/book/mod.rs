@@ -9,12 +9,15 @@
 //! missing (a hold that exists answers `exists`, which is success).
 //!
 //! Here: subscriptions and the public page; in `run`: the allocation run and its holds; in
-//! `export`: the published export and its verifier.
+//! `export`: the published export and its verifier; in `round_two`: the second round, for
+//! the units of allotments left unpaid.
 
 mod export;
+mod round_two;
 mod run;
 
 pub use export::{verify_export, ExportHeader, ExportLine};
+pub use round_two::{round_two_hold, RoundTwoView};
 
 use std::sync::Arc;
 use std::time::Duration;

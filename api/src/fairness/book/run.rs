@@ -175,7 +175,11 @@ impl BookBuilding {
 
     /// One allotment's hold: `true` when it stands (held now or before, or paid), `false`
     /// when its deadline passed before it stood (never placed, or found lapsed on a rerun).
-    async fn hold_allotment(&self, offering: &Offering, request: &HoldRequest) -> ApiResult<bool> {
+    pub(super) async fn hold_allotment(
+        &self,
+        offering: &Offering,
+        request: &HoldRequest,
+    ) -> ApiResult<bool> {
         let hold = self.ledger.hold(&offering.spec, request);
         let outcome = tokio::time::timeout(self.ledger_timeout, hold)
             .await
