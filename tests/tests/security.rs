@@ -429,3 +429,19 @@ async fn readiness_and_metrics_answer_on_the_operator_listener_only() {
     assert_eq!(status(format!("{public}/health/live")).await, 200);
     assert_eq!(status(format!("{ops}/v1/offerings")).await, 404, "no API on the operator port");
 }
+
+#[tokio::test]
+async fn a_method_a_path_does_not_take_is_405_with_the_methods_it_does() {
+    let app = TestApp::spawn().await;
+    let res = app.client.delete(app.url("/v1/offerings")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed");
+    let res = app.client.put(app.url("/v1/reservations/abc")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    let allow = res.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET") && allow.contains("DELETE"), "{allow}");
+    let res = app.client.get(app.url("/v1/no-such-thing")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}

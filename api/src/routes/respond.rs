@@ -59,7 +59,52 @@ pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
     ApiError::validation("path", err.to_string()).into()
 }
 
-/// Anything unrouted: a JSON 404 like every other error.
-pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound))
+/// Anything unrouted: a JSON error like every other. A path the API serves, asked with a
+/// method it does not take, is `method_not_allowed` (405) with `Allow` listing those it
+/// does (RFC 9110, 15.5.6); anything else is `not_found`.
+pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = allowed_methods(req.path());
+    // A documented method that did not route is served elsewhere (readiness and metrics on
+    // the operator listener): not here, so 404.
+    let method = req.method().as_str().to_lowercase();
+    if allowed.is_empty() || allowed.contains(&method) {
+        return Err(ApiError::new(ErrorCode::NotFound));
+    }
+    let error = ApiError::new(ErrorCode::MethodNotAllowed);
+    let mut response = error.error_response();
+    let allow = allowed.join(", ").to_uppercase();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    Ok(response)
+}
+
+/// The methods the OpenAPI document lists for the template `path` matches.
+fn allowed_methods(path: &str) -> Vec<String> {
+    static PATHS: std::sync::LazyLock<Vec<(Vec<String>, Vec<String>)>> =
+        std::sync::LazyLock::new(|| {
+            let doc = serde_json::to_value(super::openapi::document()).expect("serializes");
+            let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+            paths
+                .into_iter()
+                .map(|(template, item)| {
+                    let segments = template.split('/').map(str::to_owned).collect();
+                    let methods = item.as_object().map_or_else(Vec::new, |m| {
+                        m.keys().filter(|k| k.as_str() != "parameters").cloned().collect()
+                    });
+                    (segments, methods)
+                })
+                .collect()
+        });
+    let segments: Vec<&str> = path.split('/').collect();
+    PATHS
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
+                })
+        })
+        .map(|(_, methods)| methods.clone())
+        .unwrap_or_default()
 }
