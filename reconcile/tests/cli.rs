@@ -24,8 +24,14 @@ fn help_explains_every_command() {
 fn verifying_nothing_fails_and_bad_dates_are_usage_errors() {
     let dir = std::env::temp_dir().join(format!("reconcile-empty-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // A verification trusts only a key the verifier chose: without one it cannot run at all.
     let out = reconcile(&["export", "verify", dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--public-key"));
+    // With a pinned key (the encoded identity point), an empty folder verifies nothing: it fails.
+    let pinned = format!("01{}", "00".repeat(31));
+    let out = reconcile(&["export", "verify", dir.to_str().unwrap(), "--public-key", &pinned]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let out = reconcile(&["export", "--from", "yesterday", "--out", "x"]);
     assert_eq!(out.status.code(), Some(2));
 }
