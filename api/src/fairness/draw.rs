@@ -92,16 +92,41 @@ mod tests {
         assert_ne!(a, order(&[1; 32], CONTEXT_ALLOCATION, &names));
     }
 
+    /// Fixed vectors, written out, so another implementation can check itself against
+    /// ours and a change to the ticket or the ordering turns this red. Computed outside
+    /// this crate from the definition: `sha256(seed || context || pseudonym)`, ascending.
     #[test]
-    fn a_ticket_is_sha256_of_seed_context_and_pseudonym() {
-        // A fixed vector, so another implementation can check itself against ours.
-        let t = ticket(&[0; 32], CONTEXT_QUEUE, "abc");
-        let mut input = vec![0u8; 32];
-        input.extend_from_slice(b"allot/queue/v1abc");
-        assert_eq!(t.as_slice(), Sha256::digest(&input).as_slice());
+    fn pinned_tickets_and_orders() {
+        let zero = [0u8; 32];
+        assert_eq!(
+            hex::encode(ticket(&zero, CONTEXT_QUEUE, "abc")),
+            "6c159387d5d43a3bfadfbd5f59392735caec96c2cac97461f094abe264a202b1"
+        );
+        let seed: Seed = std::array::from_fn(|i| i as u8); // 00 01 .. 1f
+        assert_eq!(
+            hex::encode(ticket(&seed, CONTEXT_ALLOCATION, "alice")),
+            "d2d1df8fb9804129484f507a3a73d8a9cac0d91eb6df76eb5f4e9bd18acae631"
+        );
+        let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
+        let in_order = |context| -> Vec<&str> {
+            order(&seed, context, &names).into_iter().map(|i| names[i]).collect()
+        };
+        assert_eq!(in_order(CONTEXT_QUEUE), ["dave", "alice", "erin", "bob", "frank", "carol"]);
+        assert_eq!(
+            in_order(CONTEXT_ALLOCATION),
+            ["bob", "dave", "frank", "erin", "carol", "alice"]
+        );
+    }
+
+    #[test]
+    fn commitments_and_seeds_round_trip() {
         let seed = new_seed();
         assert!(matches(&seed, &commitment(&seed)));
         assert!(!matches(&seed, &commitment(&[0; 32])));
+        assert_eq!(
+            hex::encode(commitment(&[0; 32])),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
         assert_eq!(parse_seed(&hex::encode(seed)), Some(seed));
         assert_eq!(parse_seed("00"), None);
     }

@@ -2,7 +2,8 @@
 //!
 //! - [`draw`]: seeded, committed-then-revealed draws; the only randomness in here.
 //! - [`seeds`]: each draw's seed, committed in Postgres on first need.
-//! - [`allocation`]: the quantity-ceiling rule for book-building, pure, and its verifier.
+//! - [`allocation`]: the quantity-ceiling rule for book-building, pure, and its verifier,
+//!   which is [`recount`]: the same published rule counted independently, draw included.
 //! - [`book`]: subscriptions in Postgres, the allocation run, allotments as ledger holds.
 //! - [`queue`]: the virtual waiting room: joining, status, the published pre-queue draw;
 //!   [`room`]: a room as this process last saw it; [`admission`]: the pre-queue shuffle
@@ -34,6 +35,7 @@ pub mod latency;
 pub mod limits;
 pub mod pow;
 pub mod queue;
+pub mod recount;
 pub mod room;
 pub mod seeds;
 pub mod tokens;
