@@ -85,6 +85,50 @@ mod tests {
         assert_eq!(negotiate(None), "en");
     }
 
+    /// The exact sentence per language for a few codes, with and without placeables: a
+    /// language answered in another (a Japanese request read in Thai) or two messages
+    /// swapped within a file fail here, where "not English" or "not ASCII" would pass.
+    #[test]
+    fn each_language_answers_with_its_own_exact_message() {
+        type Case = (&'static str, ErrorCode, Option<(&'static str, &'static str)>, &'static str);
+        let cases: [Case; 12] = [
+            ("en", ErrorCode::OfferingNotFound, None, "This offering does not exist."),
+            ("th", ErrorCode::OfferingNotFound, None, "ไม่พบรายการจำหน่ายนี้"),
+            ("ja", ErrorCode::OfferingNotFound, None, "この販売は存在しません。"),
+            ("ko", ErrorCode::OfferingNotFound, None, "이 판매는 존재하지 않습니다."),
+            ("zh", ErrorCode::OfferingNotFound, None, "该发售不存在。"),
+            ("en", ErrorCode::SoldOut, None, "Sold out: nothing is left to reserve."),
+            ("th", ErrorCode::SoldOut, None, "ขายหมดแล้ว ไม่มีเหลือให้จอง"),
+            ("ja", ErrorCode::SoldOut, None, "完売しました。予約できる在庫は残っていません。"),
+            (
+                "en",
+                ErrorCode::BelowMinimum,
+                Some(("min", "5000")),
+                "The quantity is below the minimum of 5000.",
+            ),
+            ("th", ErrorCode::BelowMinimum, Some(("min", "5000")), "จำนวนต่ำกว่าขั้นต่ำ 5000"),
+            (
+                "ko",
+                ErrorCode::RateLimited,
+                Some(("retry_after", "2")),
+                "요청이 너무 많습니다. 2초 후에 다시 시도해 주세요.",
+            ),
+            (
+                "zh",
+                ErrorCode::RateLimited,
+                Some(("retry_after", "2")),
+                "请求过于频繁：请在 2 秒后重试。",
+            ),
+        ];
+        for (lang, code, arg, expected) in cases {
+            let mut error = ApiError::new(code);
+            if let Some((name, value)) = arg {
+                error = error.with_arg(name, value);
+            }
+            assert_eq!(message(lang, &error), expected, "{lang} {code:?}");
+        }
+    }
+
     #[test]
     fn every_error_code_has_a_message_in_every_language() {
         for lang in SUPPORTED {

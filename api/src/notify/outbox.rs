@@ -79,7 +79,7 @@ impl Kind {
     }
 
     /// Fluent message id prefix: `notify-reservation-made`.
-    fn message_id(self) -> String {
+    pub(crate) fn message_id(self) -> String {
         format!("notify-{}", self.as_str().replace('_', "-"))
     }
 
@@ -397,6 +397,45 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The message ids of one Fluent file, read with Fluent's own parser.
+    fn ids_in(lang: &str) -> std::collections::BTreeSet<String> {
+        use fluent_syntax::ast::Entry;
+        let path = format!("{}/locales/{lang}/main.ftl", env!("CARGO_MANIFEST_DIR"));
+        let source = std::fs::read_to_string(&path).expect("a Fluent file per language");
+        let resource = fluent_syntax::parser::parse(source)
+            .unwrap_or_else(|(_, errors)| panic!("{path}: {errors:?}"));
+        resource
+            .body
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Entry::Message(m) => Some(m.id.name),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Over the Fluent files themselves, not through the loader's fallback to English:
+    /// every code of the error table and every notification has its message in all five
+    /// files, and no file holds a message nothing asks for. (Here rather than in `i18n`,
+    /// which must not import the notifications.)
+    #[test]
+    fn the_fluent_files_hold_exactly_the_error_table_and_the_notifications() {
+        let mut expected: std::collections::BTreeSet<String> =
+            crate::error::ErrorCode::ALL.iter().map(|c| c.as_str().to_owned()).collect();
+        for kind in Kind::ALL {
+            for part in ["subject", "body"] {
+                expected.insert(format!("{}-{part}", kind.message_id()));
+            }
+        }
+        for lang in crate::i18n::SUPPORTED {
+            let ids = ids_in(lang);
+            let missing: Vec<_> = expected.difference(&ids).collect();
+            let stray: Vec<_> = ids.difference(&expected).collect();
+            assert!(missing.is_empty(), "{lang}/main.ftl lacks {missing:?}");
+            assert!(stray.is_empty(), "{lang}/main.ftl has ids nothing uses: {stray:?}");
         }
     }
 }
