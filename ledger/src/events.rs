@@ -185,7 +185,7 @@ impl Ledger {
     pub async fn hold_events(&self, offering: u32, after: SystemTime) -> Result<Vec<HoldEvent>> {
         let ledger = ids::ledger_inventory(offering);
         let filter = page::after(ledger, Some(ids::CODE_HOLD_STOCK), after);
-        let page = self.client.query_transfers(Box::new(filter)).await?;
+        let page = self.reply(self.client.query_transfers(Box::new(filter))).await??;
         page.iter().map(decode_hold).collect()
     }
 
@@ -197,7 +197,7 @@ impl Ledger {
         after: SystemTime,
     ) -> Result<Vec<MoneyEvent>> {
         let filter = page::after(ids::LEDGER_THB, Some(kind.code()), after);
-        let page = self.client.query_transfers(Box::new(filter)).await?;
+        let page = self.reply(self.client.query_transfers(Box::new(filter))).await??;
         Ok(page.iter().map(|t| decode_money(kind, t)).collect())
     }
 }

@@ -95,7 +95,7 @@ impl Ledger {
         to: SystemTime,
     ) -> Result<Vec<ExportAccount>> {
         let Some(filter) = page::window(ledger, from, to) else { return Ok(Vec::new()) };
-        let page = self.client.query_accounts(Box::new(filter)).await?;
+        let page = self.reply(self.client.query_accounts(Box::new(filter))).await??;
         Ok(page.iter().map(account).collect())
     }
 
@@ -108,7 +108,7 @@ impl Ledger {
         to: SystemTime,
     ) -> Result<Vec<ExportTransfer>> {
         let Some(filter) = page::window(ledger, from, to) else { return Ok(Vec::new()) };
-        let page = self.client.query_transfers(Box::new(filter)).await?;
+        let page = self.reply(self.client.query_transfers(Box::new(filter))).await??;
         Ok(page.iter().map(transfer).collect())
     }
 }

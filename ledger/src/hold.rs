@@ -218,7 +218,10 @@ impl Ledger {
             .with_credit_account_id(spec.account(AccountKind::QuotaSink))
             .with_ledger(ids::ledger_quota(spec.number))
             .with_flags(Flags::PENDING);
-        let results = transfer_results(2, self.client.create_transfers(vec![stock, quota]).await)?;
+        let results = transfer_results(
+            2,
+            self.reply(self.client.create_transfers(vec![stock, quota])).await?,
+        )?;
         Ok(match chain_cause(&results) {
             None => Attempt::Created,
             Some((0, k)) if is_exists(k) => Attempt::Existed,
@@ -240,7 +243,7 @@ impl Ledger {
         req: &HoldRequest,
     ) -> Result<Option<u128>> {
         let ids = vec![spec.stock_account(req.zone), spec.quota_account(req.person)];
-        let accounts = self.client.lookup_accounts(ids).await?;
+        let accounts = self.reply(self.client.lookup_accounts(ids)).await??;
         let available = accounts
             .iter()
             .map(|a| a.credits_posted().saturating_sub(a.debits_posted() + a.debits_pending()))
@@ -252,7 +255,7 @@ impl Ledger {
 
     async fn replayed_hold(&self, req: &HoldRequest, attempt: u8) -> Result<HoldOutcome> {
         let id = ids::transfer_id(TransferKind::HoldStock { attempt }, req.id.get());
-        let found = self.client.lookup_transfers(vec![id]).await?;
+        let found = self.reply(self.client.lookup_transfers(vec![id])).await??;
         let Some(stock) = found.first() else {
             return Err(LedgerError::Unexpected("hold exists but cannot be read".into()));
         };

@@ -26,6 +26,10 @@
 //! - A hold moves money at most once: the deposit's id is derived from the hold.
 //! - Every operation is idempotent: ids derive from the request, so a retry answers with
 //!   the original outcome (`exists` means ok).
+//! - No request waits forever: the TigerBeetle client retries a lost cluster without end,
+//!   so each request here gives up after the ledger's request timeout
+//!   ([`REQUEST_TIMEOUT_DEFAULT`] unless connected with another) and answers
+//!   [`LedgerError::Unavailable`], which is safe to retry (same ids, same outcome).
 //! - Expiry is TigerBeetle's: nothing here decides that a hold lapsed, it only reads it.
 //! - A hold is encoded in `hold` and `lifecycle` and decoded only in `events`; no public
 //!   item exposes a TigerBeetle type.
@@ -45,6 +49,8 @@ mod results;
 pub mod synthetic;
 
 use std::fmt;
+use std::future::Future;
+use std::time::Duration;
 
 use tigerbeetle_unofficial as tb;
 
@@ -66,7 +72,14 @@ pub use synthetic::SyntheticMoney;
 pub struct Ledger {
     client: tb::Client,
     people: people::PeopleCache,
+    /// How long one request may wait for the cluster's reply.
+    request_timeout: Duration,
 }
+
+/// A request's wait for its reply, unless connected with another: far above any healthy
+/// reply (milliseconds) and above a cluster's view change, short enough that a dead
+/// cluster fails a caller (a test, `reconcile`, a background loop) instead of hanging it.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for Ledger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,9 +89,32 @@ impl fmt::Debug for Ledger {
 
 impl Ledger {
     /// Connects to the cluster at `addresses` (comma-separated `host:port` or ports).
+    /// Nothing is sent yet: an unreachable cluster shows on the first request, as
+    /// [`LedgerError::Unavailable`] after [`REQUEST_TIMEOUT_DEFAULT`].
     pub fn connect(cluster_id: u128, addresses: &str) -> Result<Self> {
+        Self::connect_with_timeout(cluster_id, addresses, REQUEST_TIMEOUT_DEFAULT)
+    }
+
+    /// As [`Ledger::connect`], each request waiting at most `request_timeout`.
+    pub fn connect_with_timeout(
+        cluster_id: u128,
+        addresses: &str,
+        request_timeout: Duration,
+    ) -> Result<Self> {
         let client = tb::Client::new(cluster_id, addresses)
             .map_err(|e| LedgerError::Client(e.to_string()))?;
-        Ok(Ledger { client, people: people::PeopleCache::default() })
+        Ok(Ledger { client, people: people::PeopleCache::default(), request_timeout })
+    }
+
+    /// One request's reply, or `Unavailable` once the request timeout has passed. The
+    /// abandoned request may still reach the cluster later: ids are deterministic, so a
+    /// retry finds it (`exists`) rather than doing it twice.
+    async fn reply<F: Future>(&self, request: F) -> Result<F::Output> {
+        tokio::time::timeout(self.request_timeout, request).await.map_err(|_| {
+            LedgerError::Unavailable(format!(
+                "no reply from the cluster within {} ms",
+                self.request_timeout.as_millis()
+            ))
+        })
     }
 }

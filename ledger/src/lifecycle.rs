@@ -101,7 +101,7 @@ impl Ledger {
             .collect();
         wanted.push(ids::transfer_id(TransferKind::PostStock, base));
         wanted.push(ids::transfer_id(TransferKind::VoidStock, base));
-        let found = self.client.lookup_transfers(wanted.clone()).await?;
+        let found = self.reply(self.client.lookup_transfers(wanted.clone())).await??;
         let find = |id: u128| found.iter().find(|t| t.id() == id);
         let Some(pending) =
             wanted[..=PARTIAL_ATTEMPTS_MAX as usize].iter().find_map(|id| find(*id))
@@ -171,7 +171,7 @@ impl Ledger {
             )
             .with_flags(Flags::POST_PENDING_TRANSFER);
         let chain = vec![deposit, post_stock, post_quota];
-        let results = transfer_results(3, self.client.create_transfers(chain).await)?;
+        let results = transfer_results(3, self.reply(self.client.create_transfers(chain)).await?)?;
         Ok(match chain_cause(&results) {
             None => ConfirmOutcome::Confirmed { replayed: false },
             Some((0, K::Exists)) => ConfirmOutcome::Confirmed { replayed: true },
@@ -209,8 +209,10 @@ impl Ledger {
                 base,
             )
             .with_flags(Flags::VOID_PENDING_TRANSFER);
-        let results =
-            transfer_results(2, self.client.create_transfers(vec![void_stock, void_quota]).await)?;
+        let results = transfer_results(
+            2,
+            self.reply(self.client.create_transfers(vec![void_stock, void_quota])).await?,
+        )?;
         Ok(match chain_cause(&results) {
             None => CancelOutcome::Cancelled { replayed: false },
             Some((0, k)) if is_exists(k) => CancelOutcome::Cancelled { replayed: true },
@@ -233,7 +235,8 @@ impl Ledger {
             .with_code(TransferKind::Refund.code())
             .with_user_data_128(payment.id)
             .with_user_data_32(spec.number);
-        let results = transfer_results(1, self.client.create_transfers(vec![refund]).await)?;
+        let results =
+            transfer_results(1, self.reply(self.client.create_transfers(vec![refund])).await?)?;
         match results[0] {
             None => Ok(true),
             Some(K::Exists) => Ok(false),

@@ -144,7 +144,7 @@ impl Ledger {
             let id = clearing_account(*gateway);
             accounts.push(account(id, ids::LEDGER_THB, AccountKind::Clearing, none));
         }
-        crate::results::check_accounts(self.client.create_accounts(accounts).await)?;
+        crate::results::check_accounts(self.reply(self.client.create_accounts(accounts)).await?)?;
 
         let transfers: Vec<Transfer> = spec
             .zones
@@ -160,7 +160,8 @@ impl Ledger {
             })
             .collect();
         let len = transfers.len();
-        let results = transfer_results(len, self.client.create_transfers(transfers).await)?;
+        let results =
+            transfer_results(len, self.reply(self.client.create_transfers(transfers)).await?)?;
         for (zone, result) in spec.zones.iter().zip(results) {
             match result {
                 None => {}
@@ -191,20 +192,23 @@ impl Ledger {
         // Many modest requests at once rather than a few huge ones: the client packs
         // concurrent requests into one message as large as the cluster accepts, whatever
         // that limit is (a development cluster takes far fewer events per message).
-        let creations =
-            new.chunks(CHUNK_EVENTS / 2).map(|chunk| {
-                let accounts =
-                    chunk.iter().flat_map(|p| person_accounts(spec, *p)).collect::<Vec<_>>();
-                async move {
-                    crate::results::check_accounts(self.client.create_accounts(accounts).await)
-                }
-            });
+        let creations = new.chunks(CHUNK_EVENTS / 2).map(|chunk| {
+            let accounts = chunk.iter().flat_map(|p| person_accounts(spec, *p)).collect::<Vec<_>>();
+            async move {
+                crate::results::check_accounts(
+                    self.reply(self.client.create_accounts(accounts)).await?,
+                )
+            }
+        });
         futures::future::try_join_all(creations).await?;
         let fundings = new.chunks(CHUNK_EVENTS).map(|chunk| {
             let funding: Vec<Transfer> = chunk.iter().map(|p| quota_funding(spec, *p)).collect();
             async move {
                 let len = funding.len();
-                let results = transfer_results(len, self.client.create_transfers(funding).await)?;
+                let results = transfer_results(
+                    len,
+                    self.reply(self.client.create_transfers(funding)).await?,
+                )?;
                 match results.into_iter().flatten().find(|k| !is_exists(*k)) {
                     Some(k) => Err(LedgerError::Unexpected(format!("funding quota: {k:?}"))),
                     None => Ok(()),
@@ -225,9 +229,10 @@ impl Ledger {
             return Ok(());
         }
         let accounts = person_accounts(spec, person).to_vec();
-        crate::results::check_accounts(self.client.create_accounts(accounts).await)?;
+        crate::results::check_accounts(self.reply(self.client.create_accounts(accounts)).await?)?;
         let fund = quota_funding(spec, person);
-        let results = transfer_results(1, self.client.create_transfers(vec![fund]).await)?;
+        let results =
+            transfer_results(1, self.reply(self.client.create_transfers(vec![fund])).await?)?;
         match results[0] {
             None => {}
             Some(k) if is_exists(k) => {}

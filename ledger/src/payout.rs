@@ -37,7 +37,7 @@ impl Ledger {
     /// caller's to check first (finance's records say what was paid out before).
     pub async fn record_payout(&self, payout: &Payout) -> Result<PayoutOutcome> {
         let refund_id = ids::transfer_id(TransferKind::Refund, payout.refund);
-        let found = self.client.lookup_transfers(vec![refund_id]).await?;
+        let found = self.reply(self.client.lookup_transfers(vec![refund_id])).await??;
         let Some(refund) = found.first() else {
             return Ok(PayoutOutcome::RefundNotFound);
         };
@@ -49,7 +49,7 @@ impl Ledger {
             .with_code(TransferKind::Payout.code())
             .with_user_data_128(payout.refund)
             .with_user_data_32(refund.user_data_32());
-        let results = transfer_results(1, self.client.create_transfers(vec![transfer]).await)?;
+        let results = transfer_results(1, self.reply(self.client.create_transfers(vec![transfer])).await?)?;
         match results[0] {
             None => Ok(PayoutOutcome::Paid { replayed: false }),
             Some(K::Exists) => Ok(PayoutOutcome::Paid { replayed: true }),

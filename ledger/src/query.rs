@@ -73,13 +73,13 @@ pub struct DepositsHistory {
 impl Ledger {
     /// One round trip to the cluster: `Ok` means it answered.
     pub async fn ping(&self) -> Result<()> {
-        self.client.lookup_accounts(vec![PING_ACCOUNT]).await?;
+        self.reply(self.client.lookup_accounts(vec![PING_ACCOUNT])).await??;
         Ok(())
     }
 
     pub async fn zone_balances(&self, spec: &OfferingSpec) -> Result<Vec<ZoneBalance>> {
         let ids: Vec<u128> = spec.zones.iter().map(|z| spec.stock_account(z.number)).collect();
-        let accounts = self.client.lookup_accounts(ids.clone()).await?;
+        let accounts = self.reply(self.client.lookup_accounts(ids.clone())).await??;
         Ok(spec
             .zones
             .iter()
@@ -100,7 +100,8 @@ impl Ledger {
     pub async fn person_balance(&self, spec: &OfferingSpec, person: u64) -> Result<PersonBalance> {
         let holding_id = spec.holding_account(person);
         let quota_id = spec.quota_account(person);
-        let accounts = self.client.lookup_accounts(vec![holding_id, quota_id]).await?;
+        let accounts =
+            self.reply(self.client.lookup_accounts(vec![holding_id, quota_id])).await??;
         let mut balance = PersonBalance { allowance: spec.max_per_person, ..Default::default() };
         for a in &accounts {
             if a.id() == holding_id {
@@ -116,7 +117,7 @@ impl Ledger {
     pub async fn money_balance(&self, spec: &OfferingSpec) -> Result<MoneyBalance> {
         let deposits = spec.account(AccountKind::Deposits);
         let refunds = spec.account(AccountKind::RefundsPayable);
-        let accounts = self.client.lookup_accounts(vec![deposits, refunds]).await?;
+        let accounts = self.reply(self.client.lookup_accounts(vec![deposits, refunds])).await??;
         let account = |id: u128| accounts.iter().find(|a| a.id() == id);
         let credit = |id: u128| account(id).map_or(0, |a| a.credits_posted());
         let paid_out = account(refunds).map_or(0, |a| a.debits_posted());
@@ -130,7 +131,7 @@ impl Ledger {
     /// debits), in satang.
     pub async fn refunds_paid_out(&self, spec: &OfferingSpec) -> Result<u128> {
         let refunds = spec.account(AccountKind::RefundsPayable);
-        let accounts = self.client.lookup_accounts(vec![refunds]).await?;
+        let accounts = self.reply(self.client.lookup_accounts(vec![refunds])).await??;
         Ok(accounts.first().map_or(0, |a| a.debits_posted()))
     }
 
@@ -140,7 +141,7 @@ impl Ledger {
     pub async fn holdings(&self, spec: &OfferingSpec, people: &[u64]) -> Result<Vec<Holding>> {
         let lookups = people.chunks(CHUNK_EVENTS).map(|chunk| async move {
             let ids: Vec<u128> = chunk.iter().map(|p| spec.holding_account(*p)).collect();
-            let found = self.client.lookup_accounts(ids.clone()).await?;
+            let found = self.reply(self.client.lookup_accounts(ids.clone())).await??;
             let by_id: HashMap<u128, &tb::Account> = found.iter().map(|a| (a.id(), a)).collect();
             let holdings = chunk.iter().zip(ids).map(|(person, id)| {
                 let a = by_id.get(&id);
@@ -165,11 +166,11 @@ impl Ledger {
         let account = spec.account(AccountKind::Deposits);
         let newest_first = FilterFlags::CREDITS | FilterFlags::REVERSED;
         let before = Filter::new(account, 1).with_timestamp_max(since).with_flags(newest_first);
-        let before = self.client.get_account_balances(Box::new(before)).await?;
+        let before = self.reply(self.client.get_account_balances(Box::new(before))).await??;
         let window = Filter::new(account, PAGE_EVENTS_MAX)
             .with_timestamp_min(since)
             .with_flags(newest_first);
-        let mut samples = self.client.get_account_balances(Box::new(window)).await?;
+        let mut samples = self.reply(self.client.get_account_balances(Box::new(window))).await??;
         samples.reverse();
         let sample = |b: &tb::account::Balance| DepositsSample {
             timestamp: b.timestamp(),

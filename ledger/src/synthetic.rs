@@ -33,7 +33,7 @@ impl Ledger {
             let last = load.accounts.min(first + batch - 1);
             let accounts: Vec<tb::Account> =
                 (first..=last).map(|id| tb::Account::new(id, ids::LEDGER_THB, code)).collect();
-            check_accounts(self.client.create_accounts(accounts).await)?;
+            check_accounts(self.reply(self.client.create_accounts(accounts)).await?)?;
             first = last + 1;
         }
         let mut first = 1;
@@ -42,7 +42,8 @@ impl Ledger {
             let transfers: Vec<tb::Transfer> =
                 (first..=last).map(|id| synthetic_transfer(id, load.accounts)).collect();
             let len = transfers.len();
-            let results = transfer_results(len, self.client.create_transfers(transfers).await)?;
+            let results =
+                transfer_results(len, self.reply(self.client.create_transfers(transfers)).await?)?;
             if let Some((i, Some(kind))) = results.iter().enumerate().find(|(_, r)| r.is_some()) {
                 let id = first + i as u128;
                 return Err(LedgerError::Unexpected(format!("synthetic transfer {id}: {kind:?}")));
