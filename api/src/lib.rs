@@ -4,7 +4,8 @@
 //!   tasks) and serves it with graceful shutdown; [`state`]: the services a handler reaches.
 //! - [`routes`]: one module per resource; handlers stay thin over the modules below. The
 //!   OpenAPI document of every endpoint is there too (`routes::openapi`).
-//! - [`catalog`]: offerings, cached in memory for the hot path.
+//! - [`catalog`]: offerings, cached in memory for the hot path, judged open or closed by
+//!   its [`clock`] (the system's; a test's settable one only when built with it).
 //! - [`reservations`]: the reservation hot path (TigerBeetle only); [`holds`]: the hold ids
 //!   it shares with the fairness paths that place holds.
 //! - [`projector`]: copies ledger events into Postgres, off the hot path, resumable;
@@ -39,6 +40,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod client_ip;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod exports;

@@ -123,7 +123,7 @@ impl Reservations {
         body: &ReserveRequest,
         admission: Option<&str>,
     ) -> ApiResult<(Reservation, bool)> {
-        if !offering.accepts_reservations(OffsetDateTime::now_utc()) {
+        if !offering.accepts_reservations(self.catalog.now()) {
             return Err(ApiError::new(ErrorCode::OfferingNotOpen));
         }
         // In memory: a waiting room's admission token when the offering has one.

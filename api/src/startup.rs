@@ -11,6 +11,7 @@ use allot_ledger::Ledger;
 use tokio::task::JoinHandle;
 
 use crate::catalog::{self, Catalog};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::identity::tokens::TokenKeys;
 use crate::identity::{dev_bootstrap, Identity};
@@ -37,13 +38,19 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// As [`Application::build`], judging opening and closing times by `clock`: tests
+    /// pass a [`Clock::settable`] to move time forward instead of waiting for it.
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Application, String> {
         crate::metrics::handle();
         // The mode first: production without its settings, or dev mode on a public
         // address, never gets as far as a store.
         let settings = crate::production::prepare(settings)?;
         // Secrets next: a production start without them fails before touching a store.
         let secrets = crate::secrets::load(&settings)?;
-        let stores = Stores::connect(&settings).await?;
+        let stores = Stores::connect(&settings, clock).await?;
         let state = web::Data::new(compose(settings, &secrets, stores)?);
         if state.settings.dev_mode {
             dev_bootstrap::ensure_admin(&state.identity, &state.settings.data_dir).await?;
@@ -107,7 +114,7 @@ struct Stores {
 
 impl Stores {
     /// Postgres (migrated), the TigerBeetle client, and the offerings set up in both.
-    async fn connect(settings: &Settings) -> Result<Stores, String> {
+    async fn connect(settings: &Settings, clock: Clock) -> Result<Stores, String> {
         let db = allot_store::pool(&settings.database.url, settings.database.pool_max)?;
         allot_store::migrate(&db).await.map_err(|e| format!("migrations: {e}"))?;
         let ledger = Arc::new(
@@ -116,7 +123,7 @@ impl Stores {
         );
         // Production loads seed offerings closed: an admin opens each one deliberately.
         catalog::load_seed_files(&db, &settings.offerings_dir, settings.dev_mode).await?;
-        let catalog = Arc::new(Catalog::default());
+        let catalog = Arc::new(Catalog::new(clock));
         let setup = catalog.refresh(&db, &ledger);
         tokio::time::timeout(Duration::from_secs(30), setup)
             .await

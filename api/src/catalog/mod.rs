@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 pub use config::{OfferingConfig, OfferingKind, ZoneConfig};
 pub use view::{OfferingView, ViewLimits, ZoneView};
 
+use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// Payment gateways whose clearing accounts every offering gets: 1 = sandbox, 2 = bank.
@@ -136,9 +137,24 @@ impl Catalog {
 #[derive(Debug, Default)]
 pub struct Catalog {
     by_id: RwLock<HashMap<String, Arc<Offering>>>,
+    /// What "now" is when asking whether an offering or a window is open.
+    clock: Clock,
 }
 
 impl Catalog {
+    pub fn new(clock: Clock) -> Catalog {
+        Catalog { by_id: RwLock::default(), clock }
+    }
+
+    /// The time opening and closing times are compared with.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Offering>> {
         self.by_id.read().expect("not poisoned").get(id).cloned()
     }

@@ -47,6 +47,7 @@ pub async fn view(
     ledger: &Ledger,
     limits: ViewLimits,
     offering: &Offering,
+    now: time::OffsetDateTime,
 ) -> ApiResult<OfferingView> {
     let live = tokio::time::timeout(
         limits.ledger_timeout,
@@ -64,7 +65,7 @@ pub async fn view(
     };
     Ok(OfferingView {
         config: offering.config.clone(),
-        open: offering.accepts_reservations(time::OffsetDateTime::now_utc()),
+        open: offering.accepts_reservations(now),
         availability: zone_views(offering, &figures),
         stale,
         availability_as_of: figures.as_of,

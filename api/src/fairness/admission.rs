@@ -6,8 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
-
 use super::draw;
 use super::queue::WaitingRoom;
 use super::room::Room;
@@ -46,7 +44,7 @@ impl WaitingRoom {
         elapsed: Duration,
     ) -> ApiResult<()> {
         let room = self.room(offering).await?;
-        let selling = offering.accepts_reservations(OffsetDateTime::now_utc());
+        let selling = offering.accepts_reservations(self.catalog.now());
         if !room.is_shuffled() {
             if selling {
                 self.shuffle(offering).await?;

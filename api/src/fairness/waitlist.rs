@@ -167,7 +167,7 @@ impl Waitlist {
             let Some(offering) = self.catalog.get(&offering_id) else {
                 continue;
             };
-            if offering.accepts_reservations(OffsetDateTime::now_utc()) {
+            if offering.accepts_reservations(self.catalog.now()) {
                 self.offer_zone(&offering, zone as u16).await?;
             }
         }

@@ -11,7 +11,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The offering as the public sees it, with this instance's ledger limits.
 pub async fn view(state: &AppState, offering: &Offering) -> ApiResult<OfferingView> {
-    catalog::view::view(&state.ledger, state.view_limits(), offering).await
+    catalog::view::view(&state.ledger, state.view_limits(), offering, state.catalog.now()).await
 }
 
 /// Every offering with its live figures.

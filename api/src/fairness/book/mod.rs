@@ -34,6 +34,7 @@ use super::{Handles, Pseudonyms};
 use crate::auth::Principal;
 use crate::catalog::config::Allocation;
 use crate::catalog::Offering;
+use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::holds;
 
@@ -50,6 +51,8 @@ pub struct BookBuilding {
     /// Every allotment hold's settlement grace.
     settlement_grace_seconds: u32,
     pseudonyms: Pseudonyms,
+    /// The catalog's clock: when the subscription window closes.
+    clock: Clock,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -189,6 +192,7 @@ impl BookBuilding {
             ledger_timeout: handles.ledger_timeout,
             settlement_grace_seconds: handles.settlement_grace_seconds,
             pseudonyms,
+            clock: handles.catalog.clock().clone(),
         }
     }
 
@@ -200,7 +204,7 @@ impl BookBuilding {
         quantity: u64,
     ) -> ApiResult<(SubscriptionView, bool)> {
         book_building(offering)?;
-        if !window_open(offering, OffsetDateTime::now_utc()) {
+        if !window_open(offering, self.clock.now()) {
             return Err(ApiError::new(ErrorCode::SubscriptionsClosed));
         }
         check_quantity(offering, quantity)?;
@@ -230,7 +234,7 @@ impl BookBuilding {
     /// Withdraws the caller's subscription while the window is open.
     pub async fn withdraw(&self, offering: &Offering, who: &Principal) -> ApiResult<()> {
         book_building(offering)?;
-        if !window_open(offering, OffsetDateTime::now_utc()) {
+        if !window_open(offering, self.clock.now()) {
             return Err(ApiError::new(ErrorCode::SubscriptionsClosed));
         }
         let client = self.db.get().await?;
@@ -279,7 +283,7 @@ impl BookBuilding {
             Some(who) => self.mine(offering, who).await?,
             None => None,
         };
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let status = if result.is_some() {
             "allocated"
         } else if window_open(offering, now) {

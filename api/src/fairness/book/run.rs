@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use allot_ledger::{Deadline, HoldOutcome, HoldRejection, HoldRequest, HoldState};
 use allot_store::book::AllotmentRow;
 use futures::StreamExt;
-use time::OffsetDateTime;
 
 use super::{allotment_hold, book_building, AllocationView, BookBuilding};
 use crate::catalog::Offering;
@@ -39,7 +38,7 @@ impl BookBuilding {
         book_building(offering)?;
         let closes_at =
             offering.config.subscription_closes_at.expect("validated for book-building");
-        if OffsetDateTime::now_utc() < closes_at {
+        if self.clock.now() < closes_at {
             return Err(ApiError::new(ErrorCode::SubscriptionsStillOpen));
         }
         let seed_row = seeds::seed(&self.db, offering.id(), SeedPurpose::Allocation).await?;
