@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
+use allot_api::clock::Clock;
 use allot_api::config::Settings;
 use allot_api::identity::Role;
 use allot_api::startup::Application;
@@ -56,6 +57,43 @@ pub async fn fresh_database() -> String {
         .await
         .unwrap();
     url
+}
+
+/// Drops a test database made by [`fresh_database`], closing the connections the app may
+/// still hold. Runs on a thread of its own, so it can be called from `Drop` inside a
+/// runtime; reports failure instead of panicking (a panic while unwinding aborts).
+/// `ALLOT_TEST_KEEP_DATABASES=1` keeps them, to look at after a failure.
+pub fn drop_database(url: &str) {
+    if std::env::var_os("ALLOT_TEST_KEEP_DATABASES").is_some() {
+        return;
+    }
+    let name = url.rsplit_once('/').map_or(url, |(_, n)| n).to_owned();
+    if !name.starts_with("test_") {
+        return; // never anything but our own
+    }
+    let admin_url = admin_database_url();
+    let dropped = std::thread::spawn(move || {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let drop = async {
+                let (client, conn) =
+                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                client.execute(&sql, &[]).await.map(|_| ())
+            };
+            match tokio::time::timeout(Duration::from_secs(10), drop).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("dropping {name}: {e}")),
+                Err(_) => Err(format!("dropping {name}: no answer within 10 s")),
+            }
+        })
+    })
+    .join();
+    if let Ok(Err(e)) = dropped {
+        eprintln!("{e}");
+    }
 }
 
 fn replace_database(url: &str, name: &str) -> String {
@@ -128,12 +166,23 @@ impl TestApp {
         if settings.database.url.is_empty() {
             settings.database.url = fresh_database().await;
         }
+        TestApp::start(settings, data_dir, Clock::settable()).await
+    }
+
+    /// Builds and serves an app with `settings` (whose database and data dir are given),
+    /// judging opening and closing times by `clock`: [`TestApp::clock`] moves it.
+    pub async fn start(settings: Settings, data_dir: tempfile::TempDir, clock: Clock) -> TestApp {
         let database_url = settings.database.url.clone();
-        let app = Application::build(settings).await.expect("app builds");
+        let app = Application::build_with_clock(settings, clock).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
         tokio::spawn(app.run_until_stopped());
         TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+    }
+
+    /// The app's clock: `advance` it to reach an opening or a close without waiting.
+    pub fn clock(&self) -> &Clock {
+        self.state.catalog.clock()
     }
 
     /// A solved proof-of-work challenge for the `X-Pow` header (registration, queue join).
@@ -213,6 +262,14 @@ impl TestApp {
             assert!(start.elapsed() < limit, "condition not reached within {limit:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl Drop for TestApp {
+    /// What the test created in Postgres goes with it. Two apps on one database (a restart
+    /// twin) both drop it; the second finds it gone.
+    fn drop(&mut self) {
+        drop_database(&self.database_url);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The architecture's invariants, checked over the source tree as text: which crate may
-//! name TigerBeetle, SQL and actix, which crate may depend on which, and that the API's
-//! modules form no import cycle. `tests/tests/architecture.rs` runs every check on the
+//! name TigerBeetle, SQL and actix, which crate may depend on which, that the API's
+//! modules form no import cycle, and that every integration test has a deadline. `tests/tests/architecture.rs` runs every check on the
 //! repository (so `./ops/test` fails when a boundary breaks) and on planted violations (so
 //! each check is shown to catch what it is for).
 //!
@@ -45,7 +45,8 @@ pub const CRATE_DEPENDENCIES: &[(&str, &[&str])] = &[
     ("export", &["ledger"]),
     ("reconcile", &["ledger", "store", "secrets", "export"]),
     ("api", &["ledger", "store", "secrets", "export"]),
-    ("tests", &["ledger", "store", "secrets", "export", "reconcile", "api"]),
+    ("test-macros", &[]),
+    ("tests", &["ledger", "store", "secrets", "export", "reconcile", "api", "test-macros"]),
 ];
 
 /// API files that may know actix: the HTTP edge.
@@ -116,12 +117,23 @@ pub fn violations(tree: &[Source]) -> Vec<String> {
     out.extend(actix_outside_the_edge(tree));
     out.extend(crate_dependencies(tree));
     out.extend(api_modules_reaching_up(tree));
+    out.extend(unbounded_tests(tree));
     out.extend(
         api_import_cycles(tree)
             .into_iter()
             .map(|c| format!("api modules import each other in a cycle: {}", c.join(", "))),
     );
     out
+}
+
+/// Every async integration test runs under the harness's per-test deadline: in
+/// `tests/tests/`, `#[allot_tests::test]`, never a bare `#[tokio::test]`.
+pub fn unbounded_tests(tree: &[Source]) -> Vec<String> {
+    tree.iter()
+        .filter(|s| s.path.starts_with("tests/tests/"))
+        .filter(|s| s.code().lines().any(|l| l.trim_start().starts_with("#[tokio::test")))
+        .map(|s| format!("{}: #[tokio::test] has no deadline; use #[allot_tests::test]", s.path))
+        .collect()
 }
 
 /// The TigerBeetle client's crate as code (`_`) and manifests (`-`) spell it; built at run

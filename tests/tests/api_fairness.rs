@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use allot_api::clock::Clock;
 use allot_api::config::Settings;
 use allot_api::fairness::{allocation, book, draw};
 use allot_api::identity::Role;
-use allot_api::startup::Application;
 use allot_tests::app::{fresh_database, settings, tickets, TestApp};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -18,23 +18,29 @@ use sha2::{Digest, Sha256};
 async fn spawn(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let database_url = fresh_database().await;
     let data_dir = tempfile::tempdir().unwrap();
-    start(database_url, data_dir, tweak).await
+    start(database_url, data_dir, Clock::settable(), tweak).await
 }
 
 async fn start(
     database_url: String,
     data_dir: tempfile::TempDir,
+    clock: Clock,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
     let mut s = settings(&database_url, data_dir.path(), PathBuf::from("/nonexistent"));
     s.fairness.pow_cost = 1;
     s.fairness.pow_counter_max = 40;
     tweak(&mut s);
-    let app = Application::build(s).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+    TestApp::start(s, data_dir, clock).await
+}
+
+/// Far enough ahead that no test's requests can reach it by themselves: tests reach an
+/// opening or a close by moving the app's clock, never by outrunning a real one.
+const AN_HOUR: f64 = 3_600.0;
+
+/// Moves the app's clock past every opening or close set [`AN_HOUR`] ahead.
+fn past_the_hour(app: &TestApp) {
+    app.clock().advance(Duration::from_secs(3_601));
 }
 
 /// RFC 3339 for now + `seconds` (UTC), without a date crate in this test binary.
@@ -121,14 +127,14 @@ fn code(body: &Value) -> &str {
     body["code"].as_str().unwrap_or("")
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn the_worked_example_allocates_exactly_and_anyone_can_recompute_it() {
     let app = spawn(|_| {}).await;
     let admin = app.token(1, Role::Admin);
     // Three books with the same subscriptions: three seeds, the same rule.
     let ids = ["ssb-1", "ssb-2", "ssb-3"];
     for id in ids {
-        app.create_offering(book_offering(id, 10_000, 500, 4.0)).await;
+        app.create_offering(book_offering(id, 10_000, 500, AN_HOUR)).await;
     }
     let (status, before) = get(&app, "/v1/offerings/ssb-1/allocation", None).await;
     assert_eq!((status, before["status"].as_str()), (200, Some("subscribing")), "{before}");
@@ -175,7 +181,7 @@ async fn the_worked_example_allocates_exactly_and_anyone_can_recompute_it() {
     let (status, err) = get(&app, "/v1/offerings/ssb-1/allocation/export", None).await;
     assert_eq!((status, code(&err)), (409, "allocation_not_run"));
 
-    tokio::time::sleep(Duration::from_millis(4_200)).await;
+    past_the_hour(&app);
     let (status, err) = send(
         &app,
         reqwest::Method::POST,
@@ -262,11 +268,11 @@ async fn the_worked_example_allocates_exactly_and_anyone_can_recompute_it() {
     assert_eq!(seeds.len(), 3, "each offering draws with its own seed");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn oversubscribed_books_never_exceed_supply_or_any_request() {
     let app = spawn(|s| s.fairness.rate_limit_user_burst = 100).await;
     let admin = app.token(1, Role::Admin);
-    app.create_offering(book_offering("crowd", 7_000, 100, 3.0)).await;
+    app.create_offering(book_offering("crowd", 7_000, 100, AN_HOUR)).await;
     let mut requests = Vec::new();
     for i in 0..40u64 {
         let (_, token) = app.citizen();
@@ -282,7 +288,7 @@ async fn oversubscribed_books_never_exceed_supply_or_any_request() {
         assert_eq!(status, 201);
         requests.push((token, quantity));
     }
-    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    past_the_hour(&app);
     let (status, run) =
         send(&app, reqwest::Method::POST, "/v1/admin/offerings/crowd/allocate", &admin, None).await;
     assert_eq!(status, 200, "{run}");
@@ -366,7 +372,7 @@ fn queued(id: &str, opens_in: Option<f64>) -> Value {
     o
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission() {
     let app = spawn(|s| {
         s.fairness.queue_admissions_per_second = 1;
@@ -375,7 +381,7 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
         s.fairness.rate_limit_user_per_second = 1_000;
     })
     .await;
-    app.create_offering(queued("show", Some(3.0))).await;
+    app.create_offering(queued("show", Some(AN_HOUR))).await;
     let fairness_before: Value = get(&app, "/v1/offerings/show/queue/fairness", None).await.1;
     let commitment = fairness_before["commitment"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -408,6 +414,7 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
     assert_eq!((status_code, code(&err)), (409, "offering_not_open"));
 
     // Opening: the draw happens, the seed is revealed and matches the commitment.
+    past_the_hour(&app);
     let after = until(Duration::from_secs(10), || async {
         let after = get(&app, "/v1/offerings/show/queue/fairness", None).await.1;
         (after["shuffled"] == true).then_some(after)
@@ -423,10 +430,13 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
     let mut sorted_entries = entries.clone();
     sorted_entries.sort();
     assert_eq!(sorted_order, sorted_entries, "a permutation of exactly the pre-queue");
-    let recomputed: Vec<String> = draw::order(&seed, draw::CONTEXT_QUEUE, &entries)
-        .into_iter()
-        .map(|i| entries[i].clone())
-        .collect();
+    // Recomputed from the published definition alone, not with the API's own draw code:
+    // ascending SHA-256(seed || "allot/queue/v1" || entry).
+    let mut recomputed = entries.clone();
+    recomputed.sort_by_cached_key(|e| {
+        let ticket = Sha256::new().chain_update(seed).chain_update(b"allot/queue/v1");
+        (ticket.chain_update(e.as_bytes()).finalize().to_vec(), e.clone())
+    });
     assert_eq!(recomputed, order, "anyone recomputes the draw from the seed");
     for (_, joined) in &fans {
         let s = status(&app, "show", joined["ticket"].as_str().unwrap()).await;
@@ -525,9 +535,10 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
     let secrets = std::fs::read(allot_secrets::DevSecrets::path(app.data_dir.path())).unwrap();
     allot_secrets::write_private(&allot_secrets::DevSecrets::path(data_dir.path()), &secrets)
         .unwrap();
-    let twin =
-        start(app.database_url.clone(), data_dir, |s| s.fairness.queue_admissions_per_second = 1)
-            .await;
+    let twin = start(app.database_url.clone(), data_dir, app.clock().clone(), |s| {
+        s.fairness.queue_admissions_per_second = 1
+    })
+    .await;
     let mut twin_positions = Vec::new();
     for (_, j) in fans.iter().chain(&late) {
         let ticket = j["ticket"].as_str().unwrap();
@@ -551,7 +562,7 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
     assert_eq!(twin_positions, positions);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn admission_holds_back_while_the_reservation_path_is_slow() {
     let app = spawn(|s| {
         s.fairness.queue_admissions_per_second = 50;
@@ -587,7 +598,7 @@ async fn admission_holds_back_while_the_reservation_path_is_slow() {
     .await;
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn proof_of_work_and_rate_limits_answer_with_their_codes() {
     let app = spawn(|s| {
         s.fairness.rate_limit_user_per_second = 1;
@@ -598,6 +609,10 @@ async fn proof_of_work_and_rate_limits_answer_with_their_codes() {
     .await;
     app.create_offering(queued("gig", None)).await;
     app.create_offering(tickets("plain", 10, 4, 600)).await;
+    // GCRA lets at most `burst + seconds × rate` requests through in any span: the checks
+    // below bound what passed by the time that really went by, so a slow machine (tokens
+    // refilled meanwhile) cannot turn them red, and a limit that never bites still does.
+    let started = std::time::Instant::now();
     let (_, a) = app.citizen();
     let (_, b) = app.citizen();
     let url = app.url("/v1/offerings/gig/queue");
@@ -618,24 +633,42 @@ async fn proof_of_work_and_rate_limits_answer_with_their_codes() {
     // Messages come in the caller's language too.
     let res =
         app.client.post(&url).bearer_auth(&b).header("Accept-Language", "th").send().await.unwrap();
-    assert!(!res.json::<Value>().await.unwrap()["message"].as_str().unwrap().is_ascii());
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["message"],
+        "กรุณาแก้โจทย์จาก /v1/challenge ก่อน แล้วส่งมาในส่วนหัว X-Pow"
+    );
 
-    // Per user: b has used 2 of a burst of 3.
-    let res = app.client.post(&url).bearer_auth(&b).send().await.unwrap();
-    assert_eq!(res.status(), 403);
-    let res = app.client.post(&url).bearer_auth(&b).send().await.unwrap();
-    assert_eq!(res.status(), 429);
+    // Per user: b has used 2 of a burst of 3; the third passes (and fails for want of a
+    // proof), then b is refused until a token comes back.
+    let mut passed = 2;
+    let res = loop {
+        let res = app.client.post(&url).bearer_auth(&b).send().await.unwrap();
+        if res.status() == 429 {
+            break res;
+        }
+        assert_eq!(res.status(), 403);
+        passed += 1;
+        let allowed = 3 + started.elapsed().as_secs();
+        assert!(passed <= allowed, "{passed} of b's requests passed, at most {allowed} may");
+    };
+    assert!(passed >= 3, "the burst of 3 is b's");
     let retry: u64 = res.headers()["Retry-After"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry));
     assert_eq!(res.json::<Value>().await.unwrap()["code"], "rate_limited");
 
-    // Per IP: the challenge endpoint, from this one address, runs out of its burst.
-    let mut codes = Vec::new();
-    for _ in 0..10 {
-        codes
-            .push(app.client.get(app.url("/v1/challenge")).send().await.unwrap().status().as_u16());
+    // Per IP: the challenge endpoint, from this one address, runs out of its burst of 8
+    // (every request of this test so far came from here too).
+    let mut passed = 0u64;
+    loop {
+        let res = app.client.get(app.url("/v1/challenge")).send().await.unwrap();
+        if res.status() == 429 {
+            break;
+        }
+        assert_eq!(res.status(), 200);
+        passed += 1;
+        let allowed = 8 + started.elapsed().as_secs();
+        assert!(passed <= allowed, "{passed} challenges passed, at most {allowed} may");
     }
-    assert!(codes.contains(&429), "{codes:?}");
 
     // Tickets: only signed ones, only for their offering; no queue where there is none.
     let res = app
@@ -653,7 +686,7 @@ async fn proof_of_work_and_rate_limits_answer_with_their_codes() {
     assert_eq!((status_code, code(&err)), (409, "queue_not_enabled"));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn freed_units_are_offered_to_the_waitlist_in_order() {
     let app = spawn(|_| {}).await;
     // Two seats, 2-second holds: what is not paid comes back quickly.

@@ -132,7 +132,7 @@ async fn dev_admin(app: &TestApp) -> (Value, Value) {
     (creds, session)
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_registered_citizen_signs_in_by_email_or_national_id() {
     let app = TestApp::spawn().await;
     let id = national_id();
@@ -190,7 +190,7 @@ async fn a_registered_citizen_signs_in_by_email_or_national_id() {
     assert_eq!((me["locale"].as_str(), &me["display_name"]), (Some("th"), &Value::Null));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn registration_refuses_bad_input_with_the_field_at_fault() {
     let app = TestApp::spawn().await;
     let id = national_id();
@@ -250,7 +250,7 @@ async fn registration_refuses_bad_input_with_the_field_at_fault() {
     assert_eq!(count, 1, "only the dev admin exists");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn errors_speak_the_callers_language() {
     let app = TestApp::spawn().await;
     let body = json!({"national_id": "1234567890120", "email": email(), "password": PASSWORD});
@@ -273,7 +273,7 @@ async fn errors_speak_the_callers_language() {
     assert_eq!(english["message"], "This is not a valid Thai national ID number.");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn one_account_per_national_id_and_per_email() {
     let app = TestApp::spawn().await;
     let (id, address) = (national_id(), email());
@@ -298,7 +298,7 @@ async fn one_account_per_national_id_and_per_email() {
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409]);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_wrong_login_and_a_wrong_password_look_the_same() {
     let app = TestApp::spawn().await;
     let (_, address, _) = citizen(&app).await;
@@ -345,7 +345,7 @@ async fn a_wrong_login_and_a_wrong_password_look_the_same() {
     assert_error(status, &res, (400, "malformed_json", Some("remember_me")));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn refresh_rotates_and_a_reused_token_ends_the_sign_in() {
     let app = TestApp::spawn().await;
     let (user_id, address, first) = citizen(&app).await;
@@ -380,7 +380,7 @@ async fn refresh_rotates_and_a_reused_token_ends_the_sign_in() {
     assert_error(status, &res, (400, "malformed_json", Some("extra")));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_expired_refresh_token_is_refused() {
     let app = TestApp::spawn().await;
     let (_, _, session) = citizen(&app).await;
@@ -393,7 +393,7 @@ async fn an_expired_refresh_token_is_refused() {
     assert_error(status, &res, (401, "unauthorized", Some("refresh_token")));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn sign_out_ends_one_sign_in_or_all_of_them() {
     let app = TestApp::spawn().await;
     let (_, address, one) = citizen(&app).await;
@@ -435,7 +435,7 @@ async fn sign_out_ends_one_sign_in_or_all_of_them() {
     assert_error(status, &res, (400, "malformed_json", Some("all")));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_enrolled_authenticator_is_required_at_sign_in() {
     let app = TestApp::spawn().await;
     let (_, address, session) = citizen(&app).await;
@@ -497,7 +497,7 @@ async fn an_enrolled_authenticator_is_required_at_sign_in() {
     assert_error(status, &res, (400, "malformed_json", Some("remember")));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn confirming_without_enrolling_is_an_invalid_code() {
     let app = TestApp::spawn().await;
     let (_, _, session) = citizen(&app).await;
@@ -507,7 +507,7 @@ async fn confirming_without_enrolling_is_an_invalid_code() {
     assert_error(status, &res, (401, "invalid_mfa_code", Some("code")));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn the_dev_admin_exists_once_with_private_credentials() {
     let app = TestApp::spawn().await;
     let path = app.data_dir.path().join("dev-credentials.json");
@@ -539,7 +539,7 @@ async fn the_dev_admin_exists_once_with_private_credentials() {
     assert_eq!(admins, 1);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_admin_assigns_roles_and_staff_must_enrol_a_second_factor() {
     let app = TestApp::spawn().await;
     let (_, admin) = dev_admin(&app).await;
@@ -616,7 +616,7 @@ async fn an_admin_assigns_roles_and_staff_must_enrol_a_second_factor() {
     assert_error(status, &res, (403, "forbidden", None));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn registration_costs_a_proof_of_work_that_works_once() {
     let app = TestApp::spawn().await;
     let body = json!({"national_id": "1-2345-67890-12-1", "email": email(), "password": PASSWORD});

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use allot_api::clock::Clock;
 use allot_api::identity::Role;
 use allot_api::notify::outbox;
 use allot_api::notify::senders::{Message, SendError, Sender, WebhookSender};
 use allot_api::payments::promptpay::BillPayment;
 use allot_api::payments::webhook;
-use allot_api::startup::Application;
 use allot_ledger::MoneyBalance;
 use allot_tests::app::{fresh_database, settings, tickets, TestApp};
 use futures::future::BoxFuture;
@@ -32,11 +32,7 @@ async fn spawn_app(offerings_dir: PathBuf, notify_url: &str) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let mut settings = settings(&database_url, data_dir.path(), offerings_dir);
     settings.notify.url = notify_url.into();
-    let app = Application::build(settings).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+    TestApp::start(settings, data_dir, Clock::settable()).await
 }
 
 /// Reserves `quantity` and opens its payment; returns (reservation id, intent).
@@ -134,7 +130,7 @@ async fn reservation_status(app: &TestApp, token: &str, id: &str) -> String {
     r["status"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn paying_the_deposit_confirms_once_however_often_the_bank_resends() {
     let app = TestApp::spawn_with_seeds().await;
     let (user, token) = app.citizen();
@@ -239,7 +235,7 @@ async fn paying_the_deposit_confirms_once_however_often_the_bank_resends() {
     assert_eq!(res.status(), 409);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn forged_stale_or_malformed_webhooks_change_nothing() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("show", 10, 4, 600)).await;
@@ -309,7 +305,7 @@ async fn forged_stale_or_malformed_webhooks_change_nothing() {
     assert_eq!(reservation_status(&app, &token, &id).await, "confirmed");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_payment_after_the_deadline_is_booked_for_refund_not_confirmed() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("x", 10, 4, 2)).await;
@@ -359,7 +355,7 @@ async fn a_payment_after_the_deadline_is_booked_for_refund_not_confirmed() {
     assert_eq!((status, err["payment_id"].as_str()), (200, Some(payment_id)), "{err}");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_wrong_amount_or_a_second_payment_is_flagged_and_never_confirms() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("show", 10, 4, 600)).await;
@@ -406,7 +402,7 @@ async fn a_wrong_amount_or_a_second_payment_is_flagged_and_never_confirms() {
     assert_eq!(reasons, ["amount_mismatch", "paid_twice"]);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn money_with_an_unknown_reference_is_acknowledged_and_listed_as_unmatched() {
     let app = TestApp::spawn().await;
     let body = notification("BANK-TX-9", "NOSUCHREF42", 12_345);
@@ -432,7 +428,7 @@ async fn money_with_an_unknown_reference_is_acknowledged_and_listed_as_unmatched
     assert_eq!(status, 403);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_recorded_but_unapplied_payment_is_finished_by_the_worker() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("show", 10, 4, 600)).await;
@@ -520,7 +516,7 @@ async fn record(
     HttpResponse::Ok().finish()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn notifications_reach_a_real_receiver_once_per_event_in_the_users_language() {
     let (receiver, url) = Receiver::start().await;
     let app = spawn_app(PathBuf::from("/nonexistent"), &url).await;
@@ -614,7 +610,7 @@ impl Sender for DiesAfterSending {
     }
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_notification_survives_a_worker_crash_and_keeps_its_key() {
     let (receiver, url) = Receiver::start().await;
     // This process sends nothing by itself: the test plays the workers.
@@ -667,7 +663,7 @@ async fn a_notification_survives_a_worker_crash_and_keeps_its_key() {
     // A receiver that acts once per key therefore acted exactly once per event.
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn the_openapi_document_lists_the_payment_endpoints() {
     let app = TestApp::spawn().await;
     let doc: Value =
@@ -685,7 +681,7 @@ async fn the_openapi_document_lists_the_payment_endpoints() {
     }
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn ops_pay_settles_a_payment_through_the_sandbox() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("show", 10, 4, 600)).await;
@@ -717,7 +713,7 @@ async fn outbox_row(db: &tokio_postgres::Client, key: &str) -> (String, i32, boo
     (r.get(0), r.get(1), r.get(2), r.get(3))
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_receiver_that_is_down_gets_the_message_later_with_backoff() {
     let (receiver, url) = Receiver::start().await;
     let app = spawn_app(PathBuf::from("/nonexistent"), "none").await;
@@ -784,7 +780,7 @@ async fn smtp_server() -> (u16, tokio::sync::oneshot::Receiver<String>) {
     (port, rx)
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn email_carries_the_send_key_as_its_message_id() {
     use allot_api::notify::senders::SmtpSender;
     let (port, data) = smtp_server().await;

@@ -106,6 +106,17 @@ fn a_dependency_against_the_arrows_is_caught() {
 }
 
 #[test]
+fn an_integration_test_without_a_deadline_is_caught() {
+    let tree = with(clean(), "tests/tests/api_x.rs", "#[tokio::test]\nasync fn t() {}\n");
+    assert_eq!(
+        architecture::violations(&tree),
+        ["tests/tests/api_x.rs: #[tokio::test] has no deadline; use #[allot_tests::test]"]
+    );
+    let tree = with(clean(), "tests/tests/api_x.rs", "#[allot_tests::test]\nasync fn t() {}\n");
+    assert_eq!(architecture::unbounded_tests(&tree), Vec::<String>::new());
+}
+
+#[test]
 fn domain_code_taking_the_app_state_is_caught() {
     let tree = with(clean(), "api/src/catalog/mod.rs", "use crate::state::AppState;");
     assert_eq!(

@@ -53,7 +53,7 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[allot_tests::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_oversell_under_contention() {
     let ledger = Arc::new(ledger());
     let spec = Arc::new(offering(1_000, 1, 1, 50));
@@ -95,7 +95,7 @@ async fn no_oversell_under_contention() {
     assert_eq!(holdings, 1_000, "holdings must sum to what the stock says is held");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[allot_tests::test(flavor = "multi_thread", worker_threads = 4)]
 async fn per_person_cap_holds_under_concurrency_and_comes_back() {
     let ledger = Arc::new(ledger());
     let spec = Arc::new(offering(1_000, 1, 1, 4));
@@ -146,7 +146,7 @@ async fn per_person_cap_holds_under_concurrency_and_comes_back() {
     .await;
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn holds_expire_by_themselves_and_late_confirms_move_no_money() {
     let ledger = Arc::new(ledger());
     let spec = Arc::new(offering(10, 1, 1, 10));
@@ -176,7 +176,7 @@ async fn holds_expire_by_themselves_and_late_confirms_move_no_money() {
     assert_eq!(ledger.cancel(id).await.unwrap(), CancelOutcome::AlreadyExpired);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn confirm_moves_the_deposit_if_and_only_if_both_holds_post() {
     let ledger = ledger();
     let spec = offering(100, 1, 1, 100);
@@ -225,7 +225,7 @@ async fn confirm_moves_the_deposit_if_and_only_if_both_holds_post() {
     assert_eq!((money.deposits_satang, money.refunds_payable_satang), (5_000, 5_000));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn replaying_any_operation_changes_nothing() {
     let ledger = ledger();
     let spec = offering(100, 1, 1, 10);
@@ -276,7 +276,7 @@ async fn replaying_any_operation_changes_nothing() {
     assert_eq!(ledger.hold(&spec2, &big).await.unwrap(), HoldOutcome::IdFailed);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn partial_fill_takes_whole_lots_and_respects_the_minimum() {
     let ledger = ledger();
     let spec = offering(10_000, 500, 1_000, 8_000);
@@ -323,7 +323,7 @@ async fn partial_fill_takes_whole_lots_and_respects_the_minimum() {
     assert_eq!(h.quantity, 1_500);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn bad_requests_are_rejected_before_the_cluster() {
     let ledger = ledger();
     let spec = offering(10_000, 500, 1_000, 5_000);
@@ -343,7 +343,7 @@ async fn bad_requests_are_rejected_before_the_cluster() {
     assert!(ledger.hold_info(id).await.unwrap().is_none());
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn people_prepared_in_bulk_get_their_full_allowance_once() {
     let ledger = ledger();
     let spec = offering(100_000, 1, 1, 3);
@@ -366,7 +366,7 @@ async fn people_prepared_in_bulk_get_their_full_allowance_once() {
     }
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn readers_see_each_hold_placed_then_confirmed_or_cancelled_and_who_holds_what() {
     let ledger = ledger();
     let spec = offering(100, 1, 1, 10);
@@ -416,4 +416,30 @@ async fn readers_see_each_hold_placed_then_confirmed_or_cancelled_and_who_holds_
     let seen: Vec<(u64, u128, u128)> =
         holdings.iter().map(|h| (h.person, h.held, h.confirmed)).collect();
     assert_eq!(seen, [(3, 4, 0), (1, 0, 2), (2, 0, 0), (99, 0, 0)]);
+}
+
+/// A cluster that is not there: the client would retry forever, so every request must
+/// come back `Unavailable` once the ledger's request timeout has passed, and a write
+/// retried there later must not have happened twice (there is nothing to happen).
+#[allot_tests::test]
+async fn a_dead_cluster_answers_unavailable_within_the_request_timeout() {
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let timeout = Duration::from_millis(500);
+    let dead = Ledger::connect_with_timeout(0, &port.to_string(), timeout).unwrap();
+    let spec = offering(10, 1, 1, 5);
+    // The test's own bound is far above the ledger's, so only a hang trips it.
+    let started = Instant::now();
+    let ping = tokio::time::timeout(Duration::from_secs(20), dead.ping()).await;
+    let ping = ping.expect("the ping hung: the request timeout did not bound it");
+    assert!(matches!(ping, Err(LedgerError::Unavailable(_))), "{ping:?}");
+    let hold = tokio::time::timeout(
+        Duration::from_secs(20),
+        dead.hold(&spec, &request(hold_id(&spec, 1), 1, 1, 60)),
+    )
+    .await
+    .expect("the hold hung: the request timeout did not bound it");
+    assert!(matches!(hold, Err(LedgerError::Unavailable(_))), "{hold:?}");
+    let waited = started.elapsed();
+    assert!(waited >= 2 * timeout && waited < Duration::from_secs(10), "{waited:?}");
 }

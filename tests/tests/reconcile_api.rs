@@ -11,7 +11,7 @@ use allot_tests::app::TestApp;
 use allot_tests::finance::{export_public_key, reconcile, sale, text};
 use serde_json::Value;
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_regulator_downloads_a_signed_export_that_verifies() {
     let app = TestApp::spawn().await;
     sale(&app, "api-export").await;
@@ -105,7 +105,7 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn officials_see_live_figures_and_a_dashboard_in_thai_and_english() {
     let app = TestApp::spawn().await;
     let sale = sale(&app, "api-report").await;

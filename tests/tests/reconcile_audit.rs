@@ -22,7 +22,7 @@ fn verify(app: &TestApp) -> (Option<i32>, String) {
     (out.status.code(), text(&out))
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn changes_are_chained_and_any_tampering_is_named() {
     let app = TestApp::spawn().await;
     sale(&app, "audit-show").await;

@@ -17,7 +17,7 @@ fn kinds(report: &check::CheckReport) -> Vec<(&'static str, String)> {
     report.discrepancies.iter().map(|d| (d.kind, d.subject.clone())).collect()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_clean_sale_reconciles_and_each_tampering_is_named() {
     let _ = tigerbeetle::shared();
     let app = TestApp::spawn().await;
@@ -110,7 +110,7 @@ async fn a_clean_sale_reconciles_and_each_tampering_is_named() {
     assert!(run_check(&app).await.discrepancies.is_empty());
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn statements_match_payments_and_exceptions_are_named() {
     let app = TestApp::spawn().await;
     let sale = sale(&app, "match-show").await;

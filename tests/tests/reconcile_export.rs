@@ -47,7 +47,7 @@ fn refused(
     assert!(out.contains("FAILED"), "{out}");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_export_verifies_and_any_change_deletion_or_reordering_is_refused() {
     let app = TestApp::spawn().await;
     sale(&app, "export-show").await;
