@@ -95,7 +95,7 @@ async fn refunds_payable(app: &TestApp, offering: &str) -> u128 {
     app.state.ledger.money_balance(&offering.spec).await.unwrap().refunds_payable_satang
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_deposit_paid_a_second_before_the_deadline_and_reported_two_seconds_after_confirms() {
     let app = spawn(|_| {}).await;
     let (token, r, intent) = short_hold(&app, "on-time").await;
@@ -121,7 +121,7 @@ async fn a_deposit_paid_a_second_before_the_deadline_and_reported_two_seconds_af
     assert_eq!(refunds_payable(&app, "on-time").await, 0);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_deposit_paid_a_second_after_the_deadline_is_refunded_though_the_hold_still_stands() {
     let app = spawn(|_| {}).await;
     let (token, r, intent) = short_hold(&app, "too-late").await;
@@ -145,7 +145,7 @@ async fn a_deposit_paid_a_second_after_the_deadline_is_refunded_though_the_hold_
     assert_eq!(zone.confirmed, 0);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_paid_at_in_the_future_or_long_ago_is_refused_and_records_nothing() {
     let app = spawn(|_| {}).await;
     let (token, _, intent) = short_hold(&app, "odd-clock").await;
@@ -174,7 +174,7 @@ async fn a_paid_at_in_the_future_or_long_ago_is_refused_and_records_nothing() {
     assert_eq!(rows, 0);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_retry_after_confirm_cancel_or_expiry_returns_the_reservation_as_it_is_now() {
     let app = spawn(|_| {}).await;
     app.create_offering(tickets("replays", 10, 10, 3)).await;
@@ -232,7 +232,7 @@ async fn a_retry_after_confirm_cancel_or_expiry_returns_the_reservation_as_it_is
     }
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_waitlist_offer_whose_hold_id_failed_moves_on_to_the_next_freed_unit() {
     let app = spawn(|_| {}).await;
     app.create_offering(tickets("one-seat", 1, 1, 2)).await;
@@ -285,7 +285,7 @@ async fn a_waitlist_offer_whose_hold_id_failed_moves_on_to_the_next_freed_unit()
     assert_eq!((status, held["status"].as_str()), (200, Some("held")), "{held}");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_offering_whose_amounts_would_overflow_is_refused_at_creation() {
     let app = spawn(|_| {}).await;
     let admin = app.token(1, allot_api::identity::Role::Admin);

@@ -52,7 +52,7 @@ async fn run_until_exit(envs: &[(&str, &str)], data_dir: &Path, limit: Duration)
     None
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_server_started_without_configuration_refuses_and_names_every_missing_setting() {
     let data_dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
@@ -75,7 +75,7 @@ async fn a_server_started_without_configuration_refuses_and_names_every_missing_
     assert_eq!(std::fs::read_dir(data_dir.path()).unwrap().count(), 0, "{stderr}");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn dev_mode_on_an_address_others_can_reach_refuses_to_start() {
     let data_dir = tempfile::tempdir().unwrap();
     let addr = format!("0.0.0.0:{}", free_port());
@@ -127,7 +127,7 @@ async fn reservation_status(app: &TestApp, token: &str, id: &str) -> String {
     body["status"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn only_the_owner_can_settle_a_sandbox_payment() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("show", 10, 4, 600)).await;
@@ -148,7 +148,7 @@ async fn only_the_owner_can_settle_a_sandbox_payment() {
     assert_eq!(reservation_status(&app, &owner, &reservation).await, "confirmed");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn sandbox_money_never_confirms_a_bank_payment() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("show", 10, 4, 600)).await;
@@ -218,7 +218,7 @@ async fn production_app(offerings: PathBuf) -> TestApp {
     TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn production_loads_seed_offerings_closed_and_has_no_sandbox() {
     let app = production_app(seed_offerings_dir()).await;
     let offerings: Value =
@@ -260,7 +260,7 @@ async fn audit(app: &TestApp, action: &str, subject: &str) -> Vec<(String, Value
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn staff_cannot_cancel_a_citizens_reservation_and_an_admin_must_give_a_reason() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("show", 10, 4, 600)).await;
@@ -287,7 +287,7 @@ async fn staff_cannot_cancel_a_citizens_reservation_and_an_admin_must_give_a_rea
     assert_eq!(entries[0].1["reason"], "duplicate account, case 42");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn staff_read_only_what_their_role_needs_and_every_read_is_audited() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("show", 10, 4, 600)).await;

@@ -72,7 +72,7 @@ async fn audit_count(app: &TestApp, action: &str) -> i64 {
     row.get(0)
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn wrong_second_factor_codes_lock_the_admin_out_and_the_lockout_is_audited() {
     let app = TestApp::spawn().await;
     let (email, password, secret) = admin_credentials(&app);
@@ -90,7 +90,7 @@ async fn wrong_second_factor_codes_lock_the_admin_out_and_the_lockout_is_audited
     assert_eq!(audit_count(&app, "user.lockout").await, 1);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_second_factor_code_signs_in_once() {
     let app = TestApp::spawn().await;
     let (email, password, secret) = admin_credentials(&app);
@@ -101,7 +101,7 @@ async fn a_second_factor_code_signs_in_once() {
     assert_eq!((status, body["code"].as_str()), (401, Some("invalid_mfa_code")), "{body}");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_account_backs_off_after_repeated_wrong_passwords() {
     let app = TestApp::spawn().await;
     let (email, password, _) = admin_credentials(&app);
@@ -115,7 +115,7 @@ async fn an_account_backs_off_after_repeated_wrong_passwords() {
     assert!(retry.is_some());
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_address_that_keeps_failing_pays_a_proof_of_work_before_any_hash() {
     let app = spawn(|s| s.identity.sign_in_pow_after_failures = 3).await;
     let (email, password, secret) = admin_credentials(&app);
