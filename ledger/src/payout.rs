@@ -49,7 +49,8 @@ impl Ledger {
             .with_code(TransferKind::Payout.code())
             .with_user_data_128(payout.refund)
             .with_user_data_32(refund.user_data_32());
-        let results = transfer_results(1, self.reply(self.client.create_transfers(vec![transfer])).await?)?;
+        let results =
+            transfer_results(1, self.reply(self.client.create_transfers(vec![transfer])).await?)?;
         match results[0] {
             None => Ok(PayoutOutcome::Paid { replayed: false }),
             Some(K::Exists) => Ok(PayoutOutcome::Paid { replayed: true }),

@@ -42,7 +42,7 @@ fn time_of(value: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(value.as_str().unwrap(), &Rfc3339).unwrap()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn allotments_share_the_runs_deadline_are_told_and_a_late_rerun_places_nothing() {
     let app = spawn().await;
     let closes = OffsetDateTime::now_utc() + time::Duration::seconds(2);

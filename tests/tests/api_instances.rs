@@ -78,7 +78,7 @@ async fn leading(api: &ApiProcess) -> bool {
     api.metric("allot_background_leader").await == Some(1.0)
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn the_projector_checkpoint_never_moves_back() {
     let url = fresh_database().await;
     let client = allot_store::connect(&url).await.unwrap();
@@ -90,7 +90,7 @@ async fn the_projector_checkpoint_never_moves_back() {
     assert_eq!(allot_store::projection::checkpoint(&client, 7).await.unwrap(), 3_000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allot_tests::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_leads_the_projector_and_another_takes_over_within_seconds_of_a_kill() {
     let (cluster, mut a, b) = two_instances().await;
     until(Duration::from_secs(10), || async { leading(&a).await.then_some(()) }).await;
@@ -115,7 +115,7 @@ async fn one_instance_leads_the_projector_and_another_takes_over_within_seconds_
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allot_tests::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_cap_and_the_supply_hold_across_instances() {
     let (cluster, a, b) = two_instances().await;
     create_offering(&cluster, &a, &b, tickets("capped", 10, 4, 600)).await;
@@ -144,7 +144,7 @@ async fn a_person_cap_and_the_supply_hold_across_instances() {
     assert_eq!(sold, 10, "exactly the supply, never more");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allot_tests::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_of_work_spent_at_one_instance_is_refused_at_the_other() {
     let (cluster, a, b) = two_instances().await;
     let mut config = tickets("gated", 100, 4, 600);
@@ -165,7 +165,7 @@ async fn a_proof_of_work_spent_at_one_instance_is_refused_at_the_other() {
     assert_eq!(res.json::<Value>().await.unwrap()["code"], "proof_of_work_invalid");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allot_tests::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_positions_follow_arrival_across_instances() {
     let (cluster, a, b) = two_instances().await;
     let mut config = tickets("line", 100, 4, 600);
@@ -190,7 +190,7 @@ async fn queue_positions_follow_arrival_across_instances() {
     assert_eq!(positions, vec![1, 2, 3, 4, 5, 6], "one line, in order of arrival");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allot_tests::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_waitlist_is_offered_once_in_order_across_instances() {
     let (cluster, a, b) = two_instances().await;
     // Two seats, 2-second holds: what is not paid comes back quickly.

@@ -31,7 +31,7 @@ async fn held(app: &TestApp, offering: &str) -> u64 {
     view["availability"][0]["held"].as_u64().unwrap()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_reservation_that_timed_out_is_returned_by_a_retry_with_the_same_key() {
     let tb = tigerbeetle::Server::start();
     let app = app_on(&tb).await;
@@ -77,7 +77,7 @@ async fn a_reservation_that_timed_out_is_returned_by_a_retry_with_the_same_key()
     assert_eq!(held(&app, "stall").await, 3, "the retries placed nothing new");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn tigerbeetle_down_makes_the_instance_unready_and_offering_pages_stale() {
     let tb = tigerbeetle::Server::start();
     let app = app_on(&tb).await;
@@ -106,7 +106,7 @@ async fn tigerbeetle_down_makes_the_instance_unready_and_offering_pages_stale() 
     assert_eq!(page["stale"], false);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn postgres_down_leaves_the_instance_ready_degraded_and_taking_reservations() {
     let pg = PrivatePostgres::start();
     let app = TestApp::spawn_configured("/nonexistent".into(), |s| {
@@ -141,7 +141,7 @@ async fn postgres_down_leaves_the_instance_ready_degraded_and_taking_reservation
     assert!(metrics.contains("allot_postgres_up 1"), "{metrics}");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_instance_that_never_served_a_page_still_shows_stale_figures_in_an_outage() {
     let tb = tigerbeetle::Server::start();
     let first = app_on(&tb).await;

@@ -341,7 +341,7 @@ async fn notices(app: &TestApp, reservation: &str) -> Vec<(String, String)> {
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn every_reservation_is_told_made_reminded_and_expired_without_opening_a_payment() {
     let app = spawn(|_| {}).await;
     app.create_offering(tickets("told", 10, 4, 24 * 3600)).await;

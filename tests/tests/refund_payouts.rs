@@ -40,7 +40,7 @@ fn payouts_file(dir: &tempfile::TempDir, name: &str, lines: &[(&str, &str, &str,
     path.to_str().unwrap().to_owned()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_refund_paid_out_from_a_file_once_leaves_report_and_check_clean_and_refuses_more() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("refunds", 10, 4, 600)).await;
@@ -105,7 +105,7 @@ async fn a_refund_paid_out_from_a_file_once_leaves_report_and_check_clean_and_re
     assert_eq!(audited, 1);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn finance_pays_a_refund_out_through_the_api_in_parts_but_never_beyond_it() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("api-refunds", 10, 4, 600)).await;
@@ -165,7 +165,7 @@ async fn finance_pays_a_refund_out_through_the_api_in_parts_but_never_beyond_it(
     assert_eq!(audit.status.code(), Some(0), "{}", text(&audit));
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_payout_recorded_but_never_moved_is_named_by_check_and_mended_by_paying_again() {
     let app = TestApp::spawn().await;
     app.create_offering(tickets("half-done", 10, 4, 600)).await;

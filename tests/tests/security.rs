@@ -318,7 +318,7 @@ async fn staff_read_only_what_their_role_needs_and_every_read_is_audited() {
     assert_eq!(reads.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["user:23"]);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_forged_forwarded_for_does_not_escape_the_per_ip_limit() {
     // Behind a proxy (the peer, 127.0.0.1) that appends the real client's address.
     let database_url = fresh_database().await;
@@ -380,7 +380,7 @@ async fn bank_delivery(
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_bank_rotating_its_key_may_send_two_signatures_and_other_currencies_are_refused() {
     let app = TestApp::spawn().await;
     let bank = &app.state.payments.gateways().bank;
@@ -411,7 +411,7 @@ async fn a_bank_rotating_its_key_may_send_two_signatures_and_other_currencies_ar
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn readiness_and_metrics_answer_on_the_operator_listener_only() {
     let database_url = fresh_database().await;
     let data_dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 use allot_tests::app::TestApp;
 use allot_tests::finance::{export_public_key, reconcile, sale, text};
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_export_signed_by_a_stranger_is_not_verified_by_its_own_key() {
     let app = TestApp::spawn().await;
     sale(&app, "forged-show").await;

@@ -105,7 +105,7 @@ async fn admin(app: &TestApp) -> Value {
     session
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn an_access_token_stops_working_when_its_session_is_signed_out() {
     let app = TestApp::spawn().await;
     let (_, email, one) = citizen(&app).await;
@@ -126,7 +126,7 @@ async fn an_access_token_stops_working_when_its_session_is_signed_out() {
     assert_eq!(me(&app, &two).await, 401);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_role_change_ends_the_sessions_of_the_person_at_once() {
     let app = TestApp::spawn().await;
     let admin = admin(&app).await;
@@ -140,7 +140,7 @@ async fn a_role_change_ends_the_sessions_of_the_person_at_once() {
     assert_eq!(refresh(&app, &session).await.0, 401);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_session_does_not_gain_a_second_factor_it_never_passed() {
     let app = TestApp::spawn().await;
     let (_, email, elsewhere) = citizen(&app).await;
@@ -164,7 +164,7 @@ async fn a_session_does_not_gain_a_second_factor_it_never_passed() {
     assert!(app.state.tokens.verify(access(&refreshed)).unwrap().mfa);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn enrolling_a_second_factor_needs_the_password() {
     let app = TestApp::spawn().await;
     let (_, _, session) = citizen(&app).await;
@@ -182,7 +182,7 @@ async fn enrolling_a_second_factor_needs_the_password() {
     assert_eq!(status, 201, "{res}");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_taken_over_dev_admin_account_keeps_none_of_its_sessions() {
     let app = TestApp::spawn().await;
     let old = admin(&app).await;
@@ -197,7 +197,7 @@ async fn a_taken_over_dev_admin_account_keeps_none_of_its_sessions() {
     assert_eq!(me(&app, &old).await, 401);
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed() {
     let app = spawn(|s| s.identity.session_seconds_max = 3).await;
     let (_, _, mut session) = citizen(&app).await;

@@ -426,7 +426,8 @@ mod tests {
         let mut expected: std::collections::BTreeSet<String> =
             crate::error::ErrorCode::ALL.iter().map(|c| c.as_str().to_owned()).collect();
         for kind in Kind::ALL {
-            for part in ["subject", "body"] {
+            let unpaid = kind.quotes_reference().then_some("body-unpaid");
+            for part in ["subject", "body"].into_iter().chain(unpaid) {
                 expected.insert(format!("{}-{part}", kind.message_id()));
             }
         }
