@@ -48,7 +48,7 @@ fn lines(export: &str) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn unpaid_allotments_go_to_unfilled_demand_in_a_recomputable_second_round() {
     let app = spawn().await;
     let closes = OffsetDateTime::now_utc() + time::Duration::seconds(2);

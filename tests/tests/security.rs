@@ -430,7 +430,7 @@ async fn readiness_and_metrics_answer_on_the_operator_listener_only() {
     assert_eq!(status(format!("{ops}/v1/offerings")).await, 404, "no API on the operator port");
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn a_method_a_path_does_not_take_is_405_with_the_methods_it_does() {
     let app = TestApp::spawn().await;
     let res = app.client.delete(app.url("/v1/offerings")).send().await.unwrap();

@@ -17,7 +17,7 @@ fn api_binary() -> PathBuf {
     bin
 }
 
-#[tokio::test]
+#[allot_tests::test]
 async fn logs_keep_neither_a_clients_values_nor_query_strings() {
     let database_url = fresh_database().await;
     let data_dir = tempfile::tempdir().unwrap();
