@@ -2,24 +2,16 @@
 //! the audit trail says so), a code works once, an account backs off after wrong
 //! passwords, and an address that keeps failing pays a proof of work before any hash.
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use allot_api::config::Settings;
 use allot_api::identity::totp;
-use allot_api::startup::Application;
-use allot_tests::app::{fresh_database, settings, TestApp};
+use allot_tests::app::TestApp;
 use serde_json::{json, Value};
 
 async fn spawn(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let database_url = fresh_database().await;
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut s = settings(&database_url, data_dir.path(), "/nonexistent".into());
-    adjust(&mut s);
-    let app = Application::build(s).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+    TestApp::spawn_configured(PathBuf::from("/nonexistent"), adjust).await
 }
 
 fn now() -> u64 {
