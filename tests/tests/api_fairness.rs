@@ -244,8 +244,13 @@ async fn the_worked_example_allocates_exactly_and_anyone_can_recompute_it() {
         let mut rest = got[1..].to_vec();
         rest.sort_unstable();
         assert_eq!(rest, [2_500, 2_500, 3_000], "{id}: {got:?}");
-        let (_, offering) = get(&app, &format!("/v1/offerings/{id}"), None).await;
-        assert_eq!(offering["availability"][0]["held"], 10_000);
+        // Offering figures are cached (`availability_cache_ms`): wait for them, within a bound.
+        let offering_path = format!("/v1/offerings/{id}");
+        app.eventually(Duration::from_secs(5), || async {
+            let (_, offering) = get(&app, &offering_path, None).await;
+            offering["availability"][0]["held"] == 10_000
+        })
+        .await;
 
         // The export recomputes to the same allotments; a forged line does not.
         let res = app
