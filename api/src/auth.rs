@@ -1,6 +1,8 @@
 //! The caller of a request and role checks. `routes::extract` reads it from the bearer
 //! token.
 
+use allot_store::status::IdentityKind;
+
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::Role;
 
@@ -13,6 +15,10 @@ pub struct Principal {
     pub mfa: bool,
     /// The session the token belongs to.
     pub session: uuid::Uuid,
+    /// The kind of identity the account registered with (from the token).
+    pub identity: Option<IdentityKind>,
+    /// Whether that identity is verified (the token's word, or a later change's).
+    pub verified: bool,
 }
 
 impl Principal {

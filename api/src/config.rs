@@ -96,6 +96,16 @@ pub struct IdentitySettings {
     /// Failed sign-ins from one address after which each further attempt from it needs a
     /// solved proof-of-work challenge (`X-Pow`); 0 turns this off.
     pub sign_in_pow_after_failures: u32,
+    /// Texts with phone codes: `log` (default), `none`, or an HTTP gateway's URL.
+    pub sms_url: String,
+    /// Bearer key for the HTTP SMS gateway.
+    pub sms_key: Secret,
+    /// The KYC provider's URL; empty: the sandbox in dev mode, none in production.
+    pub kyc_url: String,
+    /// Bearer key for the KYC provider.
+    pub kyc_key: Secret,
+    /// Hex HMAC key the provider signs its callbacks with (required with `kyc_url`).
+    pub kyc_callback_secret: Secret,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -159,6 +169,8 @@ pub struct FairnessSettings {
     pub queue_latency_p99_ms_max: u64,
     /// Queue tickets stay valid this long after joining.
     pub queue_ticket_seconds: u64,
+    /// Requests per second each bank partner may make (twice that in a burst); 0: none.
+    pub rate_limit_partner_per_second: u32,
 }
 
 impl Default for Settings {
@@ -220,6 +232,11 @@ impl Default for IdentitySettings {
             refresh_token_seconds: 7 * 24 * 3600,
             session_seconds_max: 30 * 24 * 3600,
             sign_in_pow_after_failures: 5,
+            sms_url: "log".into(),
+            sms_key: Secret::default(),
+            kyc_url: String::new(),
+            kyc_key: Secret::default(),
+            kyc_callback_secret: Secret::default(),
         }
     }
 }
@@ -255,6 +272,7 @@ impl Default for FairnessSettings {
             queue_admission_seconds: 600,
             queue_latency_p99_ms_max: 500,
             queue_ticket_seconds: 24 * 3600,
+            rate_limit_partner_per_second: 200,
         }
     }
 }
@@ -285,6 +303,11 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("refresh_token_seconds", "identity.refresh_token_seconds"),
     ("session_seconds_max", "identity.session_seconds_max"),
     ("sign_in_pow_after_failures", "identity.sign_in_pow_after_failures"),
+    ("sms_url", "identity.sms_url"),
+    ("sms_key", "identity.sms_key"),
+    ("kyc_url", "identity.kyc_url"),
+    ("kyc_key", "identity.kyc_key"),
+    ("kyc_callback_secret", "identity.kyc_callback_secret"),
     ("webhook_secret_bank", "payments.webhook_secret_bank"),
     ("webhook_secret_sandbox", "payments.webhook_secret_sandbox"),
     ("promptpay_biller_id", "payments.promptpay_biller_id"),
@@ -303,6 +326,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("queue_admission_seconds", "fairness.queue_admission_seconds"),
     ("queue_latency_p99_ms_max", "fairness.queue_latency_p99_ms_max"),
     ("queue_ticket_seconds", "fairness.queue_ticket_seconds"),
+    ("rate_limit_partner_per_second", "fairness.rate_limit_partner_per_second"),
 ];
 
 impl Settings {

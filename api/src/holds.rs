@@ -19,6 +19,13 @@ pub fn internal_hold_id(offering: u32, person: u64, key: &str) -> HoldId {
     hashed_id(b"allot/hold/internal/v1", offering, person, key)
 }
 
+/// The hold id of a partner's request: the partner, offering and key name it, whichever
+/// customer it is for, so a retried call holds once and a key reused for another customer
+/// is `idempotency_key_reused`. Its own domain keeps it apart from people's keys.
+pub fn partner_hold_id(offering: u32, partner: u16, key: &str) -> HoldId {
+    hashed_id(b"allot/hold/partner/v1", offering, partner.into(), key)
+}
+
 fn hashed_id(domain: &[u8], offering: u32, person: u64, key: &str) -> HoldId {
     let mut hash = Sha256::new();
     hash.update(domain);

@@ -68,6 +68,9 @@ pub fn message(lang: &str, error: &ApiError) -> String {
     text(lang, error.code.as_str(), &args)
 }
 
+/// The messages of a one-time identity code: its text (an email's body), an email's subject.
+pub const IDENTITY_CODE_MESSAGES: [&str; 2] = ["identity-code-body", "identity-code-subject"];
+
 /// Every placeable name used by an error message in `api/locales/*/main.ftl`.
 const PLACEABLES: [&str; 6] = ["reason", "min", "max", "lot", "retry_after", "owed"];
 

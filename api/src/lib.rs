@@ -14,7 +14,11 @@
 //!   the ledger.
 //! - [`notify`]: notifications to people through a Postgres outbox (payments and the
 //!   waitlist enqueue; the payments worker drains), and their senders.
-//! - [`identity`]: national ID, passwords, TOTP, roles, access tokens; [`auth`]: the caller.
+//! - [`identity`]: identity kinds (national ID, passport, phone, email) and their
+//!   verification (codes, KYC provider), passwords, TOTP, roles, access tokens; [`auth`]:
+//!   the caller.
+//! - [`partners`]: bank partners reserving for their customers within a ledger-enforced
+//!   allocation (client-credentials tokens, per-partner rate limits, audited).
 //! - [`fairness`]: the waiting room, book-building allocation with published draws,
 //!   proof-of-work and rate limits.
 //! - [`client_ip`]: the client's address behind trusted proxies (rightmost untrusted).
@@ -31,7 +35,9 @@
 //! - actix only in [`routes`], [`startup`] and `main`: the modules below take narrow handles
 //!   (a pool, the ledger, the catalog, a settings group) and never the whole [`state`]; they
 //!   form no import cycle (`tests/tests/architecture.rs` checks both).
-//! - A reservation request touches TigerBeetle only: no Postgres read or write on that path.
+//! - A reservation request touches TigerBeetle only: no Postgres read or write on that path
+//!   (eligibility is read from the token). A partner's reservation is another path: it
+//!   reads its allocation and its customer's person number from Postgres first.
 //! - A 201 is sent only after TigerBeetle acknowledged the hold, so an acknowledged
 //!   reservation is never lost; the projector brings it to Postgres eventually.
 //! - Client mistakes are 4xx with a stable code; only our own failures are 5xx.
@@ -51,6 +57,7 @@ pub mod identity;
 pub mod leader;
 pub mod metrics;
 pub mod notify;
+pub mod partners;
 pub mod payments;
 pub mod production;
 pub mod projector;

@@ -148,6 +148,7 @@ fn push_held(held: &mut NewHolds, hold: &PlacedHold) {
     held.created.push(hold.created_at);
     held.expires.push(hold.expires_at);
     held.timestamps.push(nanos(hold.created_at));
+    held.partners.push(hold.partner.map(i32::from));
 }
 
 /// TigerBeetle writes no event when a hold lapses; the deadline is the event. Holds past

@@ -126,6 +126,8 @@ impl Reservations {
         if !offering.accepts_reservations(self.catalog.now()) {
             return Err(ApiError::new(ErrorCode::OfferingNotOpen));
         }
+        // From the token, in memory: who may reserve this offering.
+        offering.config.eligibility.check(who.identity, who.verified)?;
         // In memory: a waiting room's admission token when the offering has one.
         let _timing = self.gate.check(offering, who, admission)?;
         let zone = offering.zone_number(body.zone.as_deref())?;
@@ -137,10 +139,23 @@ impl Reservations {
             quantity: body.quantity.into(),
             deadline: Deadline::after(offering.config.hold_seconds, self.settlement_grace_seconds),
             allow_partial: body.allow_partial,
+            partner: None,
         };
+        self.place(offering, &request).await
+    }
+
+    /// Places a hold a caller checked may be placed (a person's, or a partner's for its
+    /// customer): one ledger call, its outcome as the reservation or the error to answer.
+    pub async fn place(
+        &self,
+        offering: &Offering,
+        request: &HoldRequest,
+    ) -> ApiResult<(Reservation, bool)> {
+        let id = request.id;
+        let zone = request.zone;
         let in_flight = InFlight::enter();
         let outcome =
-            tokio::time::timeout(self.ledger_timeout, self.ledger.hold(&offering.spec, &request))
+            tokio::time::timeout(self.ledger_timeout, self.ledger.hold(&offering.spec, request))
                 .await
                 .map_err(|_| ApiError::ledger_timeout())??;
         drop(in_flight);
@@ -161,6 +176,9 @@ impl Reservations {
                 return Err(ApiError::field(ErrorCode::PersonLimitExceeded, "quantity")
                     .with_arg("max", config.max_per_person))
             }
+            HoldOutcome::PartnerAllocationExceeded => {
+                return Err(ApiError::field(ErrorCode::PartnerAllocationExceeded, "quantity"))
+            }
             HoldOutcome::IdReused => {
                 return Err(ApiError::field(ErrorCode::IdempotencyKeyReused, "Idempotency-Key"))
             }
@@ -180,6 +198,11 @@ impl Reservations {
             status: HoldState::Held.as_str(),
         };
         Ok((reservation, held.replayed))
+    }
+
+    /// The deadline a hold placed now is told, as every direct reservation gets it.
+    pub fn deadline(&self, offering: &Offering) -> Deadline {
+        Deadline::after(offering.config.hold_seconds, self.settlement_grace_seconds)
     }
 
     /// A hold just replayed, as the ledger has it now.

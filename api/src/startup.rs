@@ -146,8 +146,26 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
     }
     let access_seconds = settings.identity.access_token_seconds;
     let tokens = Arc::new(TokenKeys::new(&secrets.token_secret, access_seconds));
-    let identity =
-        Identity::new(db.clone(), tokens.clone(), &secrets.identity_key, settings.identity.clone());
+    let ids = &settings.identity;
+    let verifiers = crate::identity::Verifiers {
+        kyc: crate::identity::kyc::from_settings(
+            &ids.kyc_url,
+            &ids.kyc_key,
+            &ids.kyc_callback_secret,
+            &secrets.identity_key,
+            settings.dev_mode,
+        )?,
+        sms: crate::identity::sms::from_settings(&ids.sms_url, &ids.sms_key)?.map(Arc::from),
+        email: crate::notify::senders::from_settings(&settings.notify)?.map(Arc::from),
+        dev_mode: settings.dev_mode,
+    };
+    let identity = Identity::new(
+        db.clone(),
+        tokens.clone(),
+        &secrets.identity_key,
+        settings.identity.clone(),
+        verifiers,
+    );
     let handles = crate::fairness::Handles {
         db: db.clone(),
         ledger: ledger.clone(),
@@ -167,6 +185,16 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
         fairness.gate.clone(),
         ledger_timeout,
         grace,
+    );
+    let partners = crate::partners::Partners::new(
+        db.clone(),
+        ledger.clone(),
+        catalog.clone(),
+        reservations.clone(),
+        &secrets.token_secret,
+        &secrets.identity_key,
+        settings.fairness.rate_limit_partner_per_second,
+        ledger_timeout,
     );
     let payments = crate::payments::Payments::new(
         db.clone(),
@@ -196,6 +224,7 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
     let proxies =
         crate::client_ip::TrustedProxies::parse(&http.trusted_proxies, http.trust_forwarded_for)?;
     Ok(AppState {
+        partners,
         proxies,
         tokens,
         identity,
@@ -249,7 +278,8 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
     let payments = tokio::spawn(payments);
     // Every process (not only the leader) refuses the tokens of sessions any process revoked.
     let revocations = tokio::spawn(state.identity.clone().watch_revocations());
-    let mut tasks = vec![campaign, projector, refresher, payments, revocations];
+    let verifications = tokio::spawn(state.identity.clone().watch_verifications());
+    let mut tasks = vec![campaign, projector, refresher, payments, revocations, verifications];
     tasks.extend(state.fairness.spawn(&leader));
     tasks
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub exports: crate::exports::Exports,
     /// Officials' live figures and the view tokens of their dashboard.
     pub reports: crate::reports::Reports,
+    /// Bank partners: credentials, allocations, reservations for their customers.
+    pub partners: crate::partners::Partners,
     /// Whose `X-Forwarded-For` entries are believed.
     pub proxies: crate::client_ip::TrustedProxies,
 }

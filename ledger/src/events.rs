@@ -3,7 +3,8 @@
 //! (deposits, refunds) for the reconciliation.
 //!
 //! This is the one place that decodes a hold from TigerBeetle's fields; `hold.rs` and
-//! `lifecycle.rs` encode it (who is in the credit account id, the zone in `user_data_32`,
+//! `lifecycle.rs` encode it (who is in the credit account id, the zone in the low half of
+//! `user_data_32` and the placing partner, 0 for none, in its high half,
 //! the deadline in `user_data_128`, the request's fingerprint in `user_data_64`, the attempt in the id's top byte). Readers
 //! outside the crate see only [`HoldEvent`] and [`MoneyEvent`].
 
@@ -38,6 +39,8 @@ pub struct PlacedHold {
     pub attempt: u8,
     /// The request's digest, to tell a replay from a reused hold id.
     pub fingerprint: u64,
+    /// The partner that placed it for its customer; `None` for a direct hold.
+    pub partner: Option<u16>,
 }
 
 /// One event in the life of a hold, as the offering's inventory ledger records it. Expiry
@@ -94,6 +97,7 @@ pub(crate) fn decode_hold(t: &tb::Transfer) -> Result<HoldEvent> {
                 lapses_at,
                 attempt,
                 fingerprint: t.user_data_64(),
+                partner: Some((t.user_data_32() >> 16) as u16).filter(|p| *p != 0),
             })
         }
         Some(TransferKind::PostStock) => HoldEvent::Confirmed { id, at },

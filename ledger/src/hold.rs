@@ -1,5 +1,8 @@
 //! Holds: a linked pair of pending transfers (stock -> holding, quota -> sink) sharing one
-//! timeout. TigerBeetle voids both by itself at the deadline; nothing of ours has to run.
+//! timeout, and for a hold a partner places a third link (partner quota -> sink), so the
+//! partner's allocation is enforced by the ledger exactly as the person's cap is. A direct
+//! hold is the pair alone: no extra transfer. TigerBeetle voids every link by itself at the
+//! deadline; nothing of ours has to run.
 //!
 //! How a hold is written into a transfer's fields is decided here (`submit_hold`); how it is
 //! read back is decided once, in `events.rs`. Change both together.
@@ -54,6 +57,9 @@ pub struct HoldRequest {
     pub deadline: Deadline,
     /// Take what is left, in whole lots and never below the minimum, instead of failing.
     pub allow_partial: bool,
+    /// The partner placing it for its customer (its number, 1..=65535), whose allocation
+    /// the hold also draws on; `None` for a person reserving directly.
+    pub partner: Option<u16>,
 }
 
 /// A hold's deadline, and how long after it the ledger keeps the hold for a payment made in
@@ -109,7 +115,16 @@ impl HoldRequest {
         eat(&self.quantity.to_le_bytes());
         // Not the deadline: a retry a second later asks for the same hold.
         eat(&[self.allow_partial as u8]);
+        // Only when there is one, so direct holds keep the fingerprints they always had.
+        if let Some(partner) = self.partner {
+            eat(&partner.to_le_bytes());
+        }
         hash
+    }
+
+    /// `user_data_32` of every link: the zone below, the partner (0: direct) above.
+    pub(crate) fn channel_and_zone(&self) -> u32 {
+        u32::from(self.partner.unwrap_or(0)) << 16 | u32::from(self.zone)
     }
 }
 
@@ -138,6 +153,8 @@ pub enum HoldOutcome {
     Held(Held),
     SoldOut,
     PersonLimitExceeded,
+    /// The partner's allocation for the offering has not this much left.
+    PartnerAllocationExceeded,
     /// The hold id was used before for a different request.
     IdReused,
     /// This hold id was refused once (sold out, over the cap) and TigerBeetle refuses it
@@ -152,6 +169,7 @@ enum Attempt {
     Existed,
     StockShort,
     QuotaShort,
+    PartnerShort,
     IdFailed,
 }
 
@@ -184,6 +202,7 @@ impl Ledger {
                 Attempt::Existed => return self.replayed_hold(req, attempt).await,
                 Attempt::StockShort => last = HoldOutcome::SoldOut,
                 Attempt::QuotaShort => last = HoldOutcome::PersonLimitExceeded,
+                Attempt::PartnerShort => last = HoldOutcome::PartnerAllocationExceeded,
                 Attempt::IdFailed => last = HoldOutcome::IdFailed,
             }
         }
@@ -206,7 +225,7 @@ impl Ledger {
                 .with_timeout(timeout)
                 .with_user_data_128(req.deadline.unix_seconds.into())
                 .with_user_data_64(req.fingerprint())
-                .with_user_data_32(req.zone as u32)
+                .with_user_data_32(req.channel_and_zone())
         };
         let stock = pending(TransferKind::HoldStock { attempt })
             .with_debit_account_id(spec.stock_account(req.zone))
@@ -216,18 +235,34 @@ impl Ledger {
         let quota = pending(TransferKind::HoldQuota { attempt })
             .with_debit_account_id(spec.quota_account(req.person))
             .with_credit_account_id(spec.account(AccountKind::QuotaSink))
-            .with_ledger(ids::ledger_quota(spec.number))
-            .with_flags(Flags::PENDING);
-        let results = transfer_results(
-            2,
-            self.reply(self.client.create_transfers(vec![stock, quota])).await?,
-        )?;
+            .with_ledger(ids::ledger_quota(spec.number));
+        let mut chain = Vec::with_capacity(3);
+        chain.push(stock);
+        match req.partner {
+            // A direct hold: the pair, nothing more.
+            None => chain.push(quota.with_flags(Flags::PENDING)),
+            Some(partner) => {
+                chain.push(quota.with_flags(Flags::PENDING | Flags::LINKED));
+                chain.push(
+                    pending(TransferKind::HoldPartner { attempt })
+                        .with_debit_account_id(spec.partner_account(partner))
+                        .with_credit_account_id(spec.account(AccountKind::QuotaSink))
+                        .with_ledger(ids::ledger_quota(spec.number))
+                        .with_flags(Flags::PENDING),
+                );
+            }
+        }
+        let len = chain.len();
+        let results =
+            transfer_results(len, self.reply(self.client.create_transfers(chain)).await?)?;
         Ok(match chain_cause(&results) {
             None => Attempt::Created,
             Some((0, k)) if is_exists(k) => Attempt::Existed,
             Some((_, K::IdAlreadyFailed)) => Attempt::IdFailed,
             Some((0, K::ExceedsCredits)) => Attempt::StockShort,
             Some((1, K::ExceedsCredits)) => Attempt::QuotaShort,
+            // A partner with no allocation in this offering has no account here: nothing.
+            Some((2, K::ExceedsCredits | K::DebitAccountNotFound)) => Attempt::PartnerShort,
             Some((i, k)) => {
                 return Err(LedgerError::Unexpected(format!("hold event {i}: {k:?}")));
             }
@@ -242,7 +277,8 @@ impl Ledger {
         spec: &OfferingSpec,
         req: &HoldRequest,
     ) -> Result<Option<u128>> {
-        let ids = vec![spec.stock_account(req.zone), spec.quota_account(req.person)];
+        let mut ids = vec![spec.stock_account(req.zone), spec.quota_account(req.person)];
+        ids.extend(req.partner.map(|p| spec.partner_account(p)));
         let accounts = self.reply(self.client.lookup_accounts(ids)).await??;
         let available = accounts
             .iter()

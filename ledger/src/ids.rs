@@ -69,10 +69,14 @@ pub enum AccountKind {
     RefundsPayable = 8,
     /// Money: what a payment gateway (bank) has told us it received, per gateway.
     Clearing = 9,
+    /// Quota: one partner's remaining allocation in an offering (subject: the partner's
+    /// number); can never go below zero. Every hold the partner places debits it in the
+    /// same linked chain as the stock and the customer's own quota.
+    PartnerQuota = 10,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 9] = [
+    pub const ALL: [AccountKind; 10] = [
         AccountKind::Issuer,
         AccountKind::Stock,
         AccountKind::Holding,
@@ -82,6 +86,7 @@ impl AccountKind {
         AccountKind::Deposits,
         AccountKind::RefundsPayable,
         AccountKind::Clearing,
+        AccountKind::PartnerQuota,
     ];
 
     pub fn code(self) -> u16 {
@@ -103,6 +108,7 @@ impl AccountKind {
             AccountKind::Deposits => "deposits",
             AccountKind::RefundsPayable => "refunds_payable",
             AccountKind::Clearing => "clearing",
+            AccountKind::PartnerQuota => "partner_quota",
         }
     }
 }
@@ -125,6 +131,8 @@ pub enum TransferKind {
     FundStock,
     /// Quota source -> a person's quota, once per person and offering.
     FundQuota,
+    /// Quota source -> a partner's quota: its allocation, once per partner and offering.
+    FundPartner,
     /// Pending stock -> holding; `attempt` 0 is the full request, 1.. are partial fills.
     HoldStock {
         attempt: u8,
@@ -133,10 +141,16 @@ pub enum TransferKind {
     HoldQuota {
         attempt: u8,
     },
+    /// Pending partner quota -> sink: the third link of a hold a partner places.
+    HoldPartner {
+        attempt: u8,
+    },
     PostStock,
     PostQuota,
+    PostPartner,
     VoidStock,
     VoidQuota,
+    VoidPartner,
     /// Clearing -> deposits when a hold is confirmed; one per hold, ever.
     Deposit,
     /// Clearing -> refunds payable for money that cannot confirm anything; one per payment.
@@ -154,12 +168,16 @@ impl TransferKind {
         match self {
             TransferKind::FundStock => 0x01,
             TransferKind::FundQuota => 0x02,
+            TransferKind::FundPartner => 0x03,
             TransferKind::HoldStock { attempt } => 0x10 + attempt,
             TransferKind::HoldQuota { attempt } => 0x20 + attempt,
+            TransferKind::HoldPartner { attempt } => 0x28 + attempt,
             TransferKind::PostStock => 0x30,
             TransferKind::PostQuota => 0x31,
+            TransferKind::PostPartner => 0x32,
             TransferKind::VoidStock => 0x40,
             TransferKind::VoidQuota => 0x41,
+            TransferKind::VoidPartner => 0x42,
             TransferKind::Deposit => 0x50,
             TransferKind::Refund => 0x60,
             TransferKind::Payout => 0x70,
@@ -171,6 +189,10 @@ impl TransferKind {
         match self {
             TransferKind::FundStock => CODE_FUND_STOCK,
             TransferKind::FundQuota => CODE_FUND_QUOTA,
+            TransferKind::FundPartner => CODE_FUND_PARTNER,
+            TransferKind::HoldPartner { .. }
+            | TransferKind::PostPartner
+            | TransferKind::VoidPartner => CODE_HOLD_PARTNER,
             TransferKind::HoldStock { .. } | TransferKind::PostStock | TransferKind::VoidStock => {
                 CODE_HOLD_STOCK
             }
@@ -186,8 +208,10 @@ impl TransferKind {
 
 pub const CODE_FUND_STOCK: u16 = 1;
 pub const CODE_FUND_QUOTA: u16 = 2;
+pub const CODE_FUND_PARTNER: u16 = 3;
 pub const CODE_HOLD_STOCK: u16 = 10;
 pub const CODE_HOLD_QUOTA: u16 = 11;
+pub const CODE_HOLD_PARTNER: u16 = 12;
 pub const CODE_DEPOSIT: u16 = 20;
 pub const CODE_REFUND: u16 = 21;
 pub const CODE_PAYOUT: u16 = 22;
@@ -209,16 +233,22 @@ pub fn transfer_kind(id: u128) -> Option<TransferKind> {
     Some(match tag {
         0x01 => TransferKind::FundStock,
         0x02 => TransferKind::FundQuota,
+        0x03 => TransferKind::FundPartner,
         t if attempts.contains(&t.wrapping_sub(0x10)) => {
             TransferKind::HoldStock { attempt: t - 0x10 }
         }
         t if attempts.contains(&t.wrapping_sub(0x20)) => {
             TransferKind::HoldQuota { attempt: t - 0x20 }
         }
+        t if attempts.contains(&t.wrapping_sub(0x28)) => {
+            TransferKind::HoldPartner { attempt: t - 0x28 }
+        }
         0x30 => TransferKind::PostStock,
         0x31 => TransferKind::PostQuota,
+        0x32 => TransferKind::PostPartner,
         0x40 => TransferKind::VoidStock,
         0x41 => TransferKind::VoidQuota,
+        0x42 => TransferKind::VoidPartner,
         0x50 => TransferKind::Deposit,
         0x60 => TransferKind::Refund,
         0x70 => TransferKind::Payout,
@@ -261,10 +291,13 @@ mod tests {
         let mut kinds = vec![
             TransferKind::FundStock,
             TransferKind::FundQuota,
+            TransferKind::FundPartner,
             TransferKind::PostStock,
             TransferKind::PostQuota,
+            TransferKind::PostPartner,
             TransferKind::VoidStock,
             TransferKind::VoidQuota,
+            TransferKind::VoidPartner,
             TransferKind::Deposit,
             TransferKind::Refund,
             TransferKind::Payout,
@@ -272,6 +305,7 @@ mod tests {
         for attempt in 0..=PARTIAL_ATTEMPTS_MAX {
             kinds.push(TransferKind::HoldStock { attempt });
             kinds.push(TransferKind::HoldQuota { attempt });
+            kinds.push(TransferKind::HoldPartner { attempt });
         }
         for kind in kinds {
             assert_eq!(transfer_kind(transfer_id(kind, base)), Some(kind));

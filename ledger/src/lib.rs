@@ -6,7 +6,8 @@
 //!
 //! - [`ids`]: deterministic ledger numbers, account ids and transfer ids.
 //! - [`offering`]: what an offering is to the ledger, and its idempotent setup.
-//! - [`hold`]: placing a hold (linked pending stock + quota transfers, one timeout).
+//! - [`hold`]: placing a hold (linked pending stock + quota transfers, one timeout; a
+//!   partner's hold links its partner quota too).
 //! - [`lifecycle`]: confirm (post + deposit in one chain), cancel (void), hold state.
 //! - [`payout`]: a refund paid back (refunds payable -> the bank's clearing account).
 //! - [`events`]: the one decoder of hold transfers; hold and money events paged by
@@ -23,6 +24,9 @@
 //!   `debits_must_not_exceed_credits` and is funded once with the supply.
 //! - No person exceeds the maximum: every person's `quota` account is funded once with it
 //!   and every hold debits it in the same linked chain as the stock.
+//! - No partner exceeds its allocation: its `partner_quota` account is funded once with it
+//!   and every hold it places debits it as the chain's third link (a direct hold has no
+//!   third link, and costs nothing more than before).
 //! - A hold moves money at most once: the deposit's id is derived from the hold.
 //! - Every operation is idempotent: ids derive from the request, so a retry answers with
 //!   the original outcome (`exists` means ok).
@@ -63,7 +67,8 @@ pub use offering::{clearing_account, OfferingSpec, ZoneSpec};
 pub use page::PAGE_EVENTS_MAX;
 pub use payout::{Payout, PayoutOutcome};
 pub use query::{
-    DepositsHistory, DepositsSample, Holding, MoneyBalance, PersonBalance, ZoneBalance,
+    DepositsHistory, DepositsSample, Holding, MoneyBalance, PartnerBalance, PersonBalance,
+    ZoneBalance,
 };
 pub use synthetic::SyntheticMoney;
 

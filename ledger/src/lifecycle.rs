@@ -57,6 +57,8 @@ pub struct HoldInfo {
     /// Which attempt of the request succeeded (0 = full, 1.. = partial fills).
     pub attempt: u8,
     pub fingerprint: u64,
+    /// The partner that placed it (its allocation is the chain's third link).
+    pub partner: Option<u16>,
 }
 
 /// Money that arrived for a hold, as a gateway reported it.
@@ -130,11 +132,12 @@ impl Ledger {
             state,
             attempt: hold.attempt,
             fingerprint: hold.fingerprint,
+            partner: hold.partner,
         }))
     }
 
     /// Confirms a hold with a payment: one linked chain of [deposit, post stock, post
-    /// quota]. The deposit goes first and its id is derived from the hold, so a hold can
+    /// quota] (and post partner quota, for a partner's hold). The deposit goes first and its id is derived from the hold, so a hold can
     /// move money at most once, and a replay is recognised by the first event alone.
     pub async fn confirm(
         &self,
@@ -163,15 +166,26 @@ impl Ledger {
                 base,
             )
             .with_flags(Flags::POST_PENDING_TRANSFER | Flags::LINKED);
-        let post_quota = self
-            .resolve(
-                TransferKind::PostQuota,
-                TransferKind::HoldQuota { attempt: info.attempt },
-                base,
-            )
-            .with_flags(Flags::POST_PENDING_TRANSFER);
-        let chain = vec![deposit, post_stock, post_quota];
-        let results = transfer_results(3, self.reply(self.client.create_transfers(chain)).await?)?;
+        let post_quota = self.resolve(
+            TransferKind::PostQuota,
+            TransferKind::HoldQuota { attempt: info.attempt },
+            base,
+        );
+        let mut chain = vec![deposit, post_stock];
+        match info.partner {
+            None => chain.push(post_quota.with_flags(Flags::POST_PENDING_TRANSFER)),
+            Some(_) => {
+                chain.push(post_quota.with_flags(Flags::POST_PENDING_TRANSFER | Flags::LINKED));
+                let partner = TransferKind::HoldPartner { attempt: info.attempt };
+                chain.push(
+                    self.resolve(TransferKind::PostPartner, partner, base)
+                        .with_flags(Flags::POST_PENDING_TRANSFER),
+                );
+            }
+        }
+        let len = chain.len();
+        let results =
+            transfer_results(len, self.reply(self.client.create_transfers(chain)).await?)?;
         Ok(match chain_cause(&results) {
             None => ConfirmOutcome::Confirmed { replayed: false },
             Some((0, K::Exists)) => ConfirmOutcome::Confirmed { replayed: true },
@@ -202,17 +216,26 @@ impl Ledger {
                 base,
             )
             .with_flags(Flags::VOID_PENDING_TRANSFER | Flags::LINKED);
-        let void_quota = self
-            .resolve(
-                TransferKind::VoidQuota,
-                TransferKind::HoldQuota { attempt: info.attempt },
-                base,
-            )
-            .with_flags(Flags::VOID_PENDING_TRANSFER);
-        let results = transfer_results(
-            2,
-            self.reply(self.client.create_transfers(vec![void_stock, void_quota])).await?,
-        )?;
+        let void_quota = self.resolve(
+            TransferKind::VoidQuota,
+            TransferKind::HoldQuota { attempt: info.attempt },
+            base,
+        );
+        let mut chain = vec![void_stock];
+        match info.partner {
+            None => chain.push(void_quota.with_flags(Flags::VOID_PENDING_TRANSFER)),
+            Some(_) => {
+                chain.push(void_quota.with_flags(Flags::VOID_PENDING_TRANSFER | Flags::LINKED));
+                let partner = TransferKind::HoldPartner { attempt: info.attempt };
+                chain.push(
+                    self.resolve(TransferKind::VoidPartner, partner, base)
+                        .with_flags(Flags::VOID_PENDING_TRANSFER),
+                );
+            }
+        }
+        let len = chain.len();
+        let results =
+            transfer_results(len, self.reply(self.client.create_transfers(chain)).await?)?;
         Ok(match chain_cause(&results) {
             None => CancelOutcome::Cancelled { replayed: false },
             Some((0, k)) if is_exists(k) => CancelOutcome::Cancelled { replayed: true },
@@ -248,7 +271,7 @@ impl Ledger {
     /// Posts use `AMOUNT_MAX` (the whole pending amount), voids use zero (likewise).
     fn resolve(&self, kind: TransferKind, pending: TransferKind, base: u128) -> Transfer {
         let amount = match kind {
-            TransferKind::VoidStock | TransferKind::VoidQuota => 0,
+            TransferKind::VoidStock | TransferKind::VoidQuota | TransferKind::VoidPartner => 0,
             _ => AMOUNT_MAX,
         };
         Transfer::new(ids::transfer_id(kind, base))

@@ -96,6 +96,11 @@ impl OfferingSpec {
     pub fn account(&self, kind: AccountKind) -> u128 {
         ids::account_id(kind, self.number, 0, 0)
     }
+
+    /// A partner's allocation in this offering.
+    pub fn partner_account(&self, partner: u16) -> u128 {
+        ids::account_id(AccountKind::PartnerQuota, self.number, 0, partner.into())
+    }
 }
 
 /// The money account a gateway's received funds are booked against.
@@ -220,6 +225,43 @@ impl Ledger {
             self.people.insert(spec.number, person);
         }
         Ok(())
+    }
+
+    /// Gives a partner its allocation in an offering: its quota account, funded once with
+    /// `units`. Setting the same allocation again is a no-op; another amount is a
+    /// `Conflict` (an allocation is fixed once granted). Off the hot path (an admin call).
+    pub async fn set_partner_allocation(
+        &self,
+        spec: &OfferingSpec,
+        partner: u16,
+        units: u128,
+    ) -> Result<()> {
+        if partner == 0 || units == 0 {
+            return Err(LedgerError::Conflict("partner and units must be positive".into()));
+        }
+        let quota = ids::ledger_quota(spec.number);
+        let flags = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY;
+        let accounts =
+            vec![account(spec.partner_account(partner), quota, AccountKind::PartnerQuota, flags)];
+        crate::results::check_accounts(self.reply(self.client.create_accounts(accounts)).await?)?;
+        let fund = Transfer::new(ids::transfer_id(
+            TransferKind::FundPartner,
+            ids::setup_base(spec.number, 0, partner.into()),
+        ))
+        .with_debit_account_id(spec.account(AccountKind::QuotaSource))
+        .with_credit_account_id(spec.partner_account(partner))
+        .with_amount(units)
+        .with_ledger(quota)
+        .with_code(TransferKind::FundPartner.code());
+        let results =
+            transfer_results(1, self.reply(self.client.create_transfers(vec![fund])).await?)?;
+        match results[0] {
+            None | Some(tb::error::CreateTransferErrorKind::Exists) => Ok(()),
+            Some(k) if is_exists(k) => Err(LedgerError::Conflict(format!(
+                "partner {partner} already has another allocation ({k:?})"
+            ))),
+            Some(k) => Err(LedgerError::Unexpected(format!("funding a partner: {k:?}"))),
+        }
     }
 
     /// Creates one person's holding and quota accounts and grants their allowance, once.

@@ -37,6 +37,16 @@ pub struct PersonBalance {
     pub allowance: u128,
 }
 
+/// A partner's allocation in an offering and what its holds use of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartnerBalance {
+    pub allocation: u128,
+    pub held: u128,
+    pub confirmed: u128,
+    /// What the partner may still hold.
+    pub remaining: u128,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MoneyBalance {
     pub deposits_satang: u128,
@@ -112,6 +122,22 @@ impl Ledger {
             }
         }
         Ok(balance)
+    }
+
+    /// A partner's allocation and its use; `None` when it has none in this offering.
+    pub async fn partner_balance(
+        &self,
+        spec: &OfferingSpec,
+        partner: u16,
+    ) -> Result<Option<PartnerBalance>> {
+        let id = spec.partner_account(partner);
+        let accounts = self.reply(self.client.lookup_accounts(vec![id])).await??;
+        Ok(accounts.first().map(|a| PartnerBalance {
+            allocation: a.credits_posted(),
+            held: a.debits_pending(),
+            confirmed: a.debits_posted(),
+            remaining: a.credits_posted().saturating_sub(a.debits_posted() + a.debits_pending()),
+        }))
     }
 
     pub async fn money_balance(&self, spec: &OfferingSpec) -> Result<MoneyBalance> {

@@ -63,11 +63,15 @@ enum Command {
     /// amount, the booking date within a window of the payment date. Lists unmatched lines
     /// on both sides and amount mismatches as exceptions; exits 1 if there is any.
     Match(MatchArgs),
-    /// Funds collected, outstanding deposits and refunds payable, per offering.
+    /// Funds collected, outstanding deposits and refunds payable, per offering; with
+    /// `--by-channel`, units held and confirmed per channel (direct, each partner).
     Report {
         /// CSV on standard output instead of a table.
         #[arg(long)]
         csv: bool,
+        /// Per channel instead: each partner's allocation and use, and the direct rest.
+        #[arg(long)]
+        by_channel: bool,
     },
     /// Refunds paid back to their payers.
     Refunds {
@@ -250,7 +254,19 @@ async fn run(cli: Cli) -> Result<bool, String> {
             print_match(&report, args.csv);
             Ok(report.exceptions.is_empty())
         }
-        Command::Report { csv } => {
+        Command::Report { csv, by_channel: true } => {
+            let ledger = connect_ledger(conn)?;
+            let db = store::connect(&conn.database_url).await?;
+            let rows = report::by_channel(&ledger, &db).await?;
+            let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells().to_vec()).collect();
+            if csv {
+                print_csv(&report::CHANNEL_COLUMNS, &cells);
+            } else {
+                print_table(&report::CHANNEL_COLUMNS, &cells);
+            }
+            Ok(true)
+        }
+        Command::Report { csv, by_channel: false } => {
             let ledger = connect_ledger(conn)?;
             let db = store::connect(&conn.database_url).await?;
             let rows = report::run(&ledger, &db).await?;

@@ -81,3 +81,70 @@ pub async fn run(ledger: &Ledger, db: &Client) -> Result<Vec<OfferingFunds>, Str
     }
     Ok(out)
 }
+
+/// Units of one offering by the channel that holds them: the ledger's partner quota
+/// accounts for each partner, and what is left of the zones' figures for direct sales.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelFunds {
+    pub offering: String,
+    /// `direct`, or `partner:<id>:<name>`.
+    pub channel: String,
+    /// A partner's allocation; empty for direct.
+    pub allocation: Option<u128>,
+    pub held: u128,
+    pub confirmed: u128,
+}
+
+pub const CHANNEL_COLUMNS: [&str; 5] = ["offering", "channel", "allocation", "held", "confirmed"];
+
+impl ChannelFunds {
+    pub fn cells(&self) -> [String; 5] {
+        [
+            self.offering.clone(),
+            self.channel.clone(),
+            self.allocation.map_or_else(String::new, |a| a.to_string()),
+            self.held.to_string(),
+            self.confirmed.to_string(),
+        ]
+    }
+}
+
+/// Per offering: one row per partner with an allocation, then the direct channel (the
+/// zones' held and confirmed units less the partners').
+pub async fn by_channel(ledger: &Ledger, db: &Client) -> Result<Vec<ChannelFunds>, String> {
+    let mut out = Vec::new();
+    for offering in store::offerings(db).await? {
+        let spec = offering.spec();
+        let zones = ledger.zone_balances(&spec).await.map_err(|e| e.to_string())?;
+        let (mut held, mut confirmed): (u128, u128) =
+            (zones.iter().map(|z| z.held).sum(), zones.iter().map(|z| z.confirmed).sum());
+        let partners = allot_store::partners::allocations_of_offering(db, &offering.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (partner_id, name) in partners {
+            let number = u16::try_from(partner_id).map_err(|e| e.to_string())?;
+            let Some(balance) =
+                ledger.partner_balance(&spec, number).await.map_err(|e| e.to_string())?
+            else {
+                continue;
+            };
+            held = held.saturating_sub(balance.held);
+            confirmed = confirmed.saturating_sub(balance.confirmed);
+            out.push(ChannelFunds {
+                offering: offering.id.clone(),
+                channel: format!("partner:{partner_id}:{name}"),
+                allocation: Some(balance.allocation),
+                held: balance.held,
+                confirmed: balance.confirmed,
+            });
+        }
+        out.push(ChannelFunds {
+            offering: offering.id.clone(),
+            channel: "direct".into(),
+            allocation: None,
+            held,
+            confirmed,
+        });
+    }
+    Ok(out)
+}

@@ -8,6 +8,7 @@
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use crate::status::{IdentityKind, Verification};
 use crate::{Error, GenericClient};
 
 /// Key of the advisory lock that serializes the development admin's creation across API
@@ -20,8 +21,11 @@ const DEV_ADMIN_LOCK_KEY: i64 = 7_411_002;
 #[derive(Debug)]
 pub struct NewUser<'a> {
     pub user_id: i64,
-    /// Keyed hash of the national ID.
+    /// Keyed hash of the identity (kind, country and value): never the value.
     pub identity_hash: &'a [u8],
+    pub identity_kind: IdentityKind,
+    /// ISO 3166-1 alpha-3 of a passport's issuer.
+    pub identity_country: Option<&'a str>,
     pub email: &'a str,
     pub password_hash: &'a str,
     pub display_name: Option<&'a str>,
@@ -37,6 +41,9 @@ pub enum UserInsert {
     UserIdTaken,
     /// The national ID or the email already has an account.
     DuplicateIdentity,
+    /// The identity was known only through a partner (a row without credentials): the
+    /// registration claimed that row, keeping its user id (the person's number).
+    Claimed(i64),
 }
 
 pub async fn insert_user(
@@ -45,8 +52,9 @@ pub async fn insert_user(
 ) -> Result<UserInsert, Error> {
     let inserted = client
         .execute(
-            "INSERT INTO users (user_id, identity_hash, email, password_hash, display_name, locale)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO users (user_id, identity_hash, email, password_hash, display_name, locale,
+                                identity_kind, identity_country)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &user.user_id,
                 &user.identity_hash,
@@ -54,6 +62,8 @@ pub async fn insert_user(
                 &user.password_hash,
                 &user.display_name,
                 &user.locale,
+                &user.identity_kind,
+                &user.identity_country,
             ],
         )
         .await;
@@ -61,10 +71,70 @@ pub async fn insert_user(
         Ok(_) => Ok(UserInsert::Inserted),
         Err(e) => match unique_violation(&e) {
             Some("users_pkey") => Ok(UserInsert::UserIdTaken),
+            Some("users_identity_hash_key") => claim_customer(client, user).await,
             Some(_) => Ok(UserInsert::DuplicateIdentity),
             None => Err(e),
         },
     }
+}
+
+/// Gives credentials to a row a partner created for this identity; `DuplicateIdentity`
+/// when the identity's row already has some (or the email is taken).
+async fn claim_customer(client: &impl GenericClient, user: &NewUser<'_>) -> Result<UserInsert, Error> {
+    let claimed = client
+        .query_opt(
+            "UPDATE users SET email = $2, password_hash = $3, display_name = $4, locale = $5,
+                              identity_kind = $6, identity_country = $7
+             WHERE identity_hash = $1 AND password_hash IS NULL AND email IS NULL
+             RETURNING user_id",
+            &[
+                &user.identity_hash,
+                &user.email,
+                &user.password_hash,
+                &user.display_name,
+                &user.locale,
+                &user.identity_kind,
+                &user.identity_country,
+            ],
+        )
+        .await;
+    match claimed {
+        Ok(Some(row)) => Ok(UserInsert::Claimed(row.get(0))),
+        Ok(None) => Ok(UserInsert::DuplicateIdentity),
+        Err(e) if unique_violation(&e).is_some() => Ok(UserInsert::DuplicateIdentity),
+        Err(e) => Err(e),
+    }
+}
+
+/// The person number of an identity, creating a row without credentials for it when no
+/// account has it yet (a partner's customer). Concurrent calls for one identity agree.
+pub async fn person_of_identity(
+    client: &impl GenericClient,
+    candidate_user_id: i64,
+    identity_hash: &[u8],
+) -> Result<i64, Error> {
+    // A row inserted by a concurrent call after this statement's snapshot is invisible to
+    // its SELECT; the second round sees it.
+    for _ in 0..2 {
+        let row = client
+            .query_opt(
+                "WITH new AS (
+                     INSERT INTO users (user_id, identity_hash) VALUES ($1, $2)
+                     ON CONFLICT (identity_hash) DO NOTHING RETURNING user_id)
+                 SELECT user_id FROM new
+                 UNION ALL SELECT user_id FROM users WHERE identity_hash = $2
+                 LIMIT 1",
+                &[&candidate_user_id, &identity_hash],
+            )
+            .await?;
+        if let Some(row) = row {
+            return Ok(row.get(0));
+        }
+    }
+    let row = client
+        .query_one("SELECT user_id FROM users WHERE identity_hash = $1", &[&identity_hash])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// The constraint a unique violation hit, if `e` is one.
@@ -79,8 +149,9 @@ fn unique_violation(e: &Error) -> Option<&str> {
 /// What signing in checks.
 pub struct Credentials {
     pub user_id: i64,
-    /// argon2id PHC string.
-    pub password_hash: String,
+    /// argon2id PHC string; `None` for a customer known only through a partner, who has no
+    /// credentials and cannot sign in.
+    pub password_hash: Option<String>,
     pub role: String,
     pub totp_secret: Option<String>,
     pub totp_enabled: bool,
@@ -89,6 +160,8 @@ pub struct Credentials {
     pub seconds_since_failure: Option<i64>,
     /// Seconds the account stays locked (second-factor failures); 0 when it is not.
     pub locked_seconds: i64,
+    pub identity_kind: IdentityKind,
+    pub verification: Verification,
 }
 
 /// Leaves out the password hash and the TOTP secret, so logging a row leaks neither.
@@ -113,6 +186,8 @@ impl Credentials {
             failures: row.get(5),
             seconds_since_failure: row.get(6),
             locked_seconds: row.get(7),
+            identity_kind: row.get(8),
+            verification: row.get(9),
         }
     }
 }
@@ -120,7 +195,8 @@ impl Credentials {
 /// The columns [`Credentials::from_row`] reads, in order.
 const CREDENTIALS: &str = "user_id, password_hash, role, totp_secret, totp_enabled,
     sign_in_failures, EXTRACT(EPOCH FROM now() - last_failure_at)::BIGINT,
-    GREATEST(0, CEIL(EXTRACT(EPOCH FROM locked_until - now())))::BIGINT";
+    GREATEST(0, CEIL(EXTRACT(EPOCH FROM locked_until - now())))::BIGINT,
+    identity_kind, verification";
 
 /// The account of a (lower-cased) email.
 pub async fn credentials_by_email(
@@ -155,12 +231,17 @@ pub struct Profile {
     pub locale: String,
     pub role: String,
     pub totp_enabled: bool,
+    pub identity_kind: IdentityKind,
+    pub identity_country: Option<String>,
+    pub verification: Verification,
 }
 
 pub async fn profile(client: &impl GenericClient, user_id: i64) -> Result<Option<Profile>, Error> {
     let row = client
         .query_opt(
-            "SELECT email, display_name, locale, role, totp_enabled FROM users WHERE user_id = $1",
+            "SELECT COALESCE(email, ''), display_name, locale, role, totp_enabled,
+                    identity_kind, identity_country, verification
+             FROM users WHERE user_id = $1",
             &[&user_id],
         )
         .await?;
@@ -170,6 +251,9 @@ pub async fn profile(client: &impl GenericClient, user_id: i64) -> Result<Option
         locale: row.get(2),
         role: row.get(3),
         totp_enabled: row.get(4),
+        identity_kind: row.get(5),
+        identity_country: row.get(6),
+        verification: row.get(7),
     }))
 }
 
@@ -179,7 +263,12 @@ pub async fn password_hash(
     user_id: i64,
 ) -> Result<Option<String>, Error> {
     let row =
-        client.query_opt("SELECT password_hash FROM users WHERE user_id = $1", &[&user_id]).await?;
+        client
+            .query_opt(
+                "SELECT password_hash FROM users WHERE user_id = $1 AND password_hash IS NOT NULL",
+                &[&user_id],
+            )
+            .await?;
     Ok(row.map(|row| row.get(0)))
 }
 
@@ -367,6 +456,8 @@ pub struct RefreshToken {
     pub role: String,
     /// Whether the session passed a second factor.
     pub mfa: bool,
+    pub identity_kind: IdentityKind,
+    pub verification: Verification,
 }
 
 /// The token of `token_hash`, locked until the transaction ends: of two concurrent
@@ -380,7 +471,8 @@ pub async fn lock_refresh_token(
         .query_opt(
             "SELECT t.user_id, t.family, t.used_at IS NOT NULL,
                     t.revoked_at IS NOT NULL OR s.revoked_at IS NOT NULL,
-                    t.expires_at <= now() OR s.expires_at <= now(), u.role, s.mfa
+                    t.expires_at <= now() OR s.expires_at <= now(), u.role, s.mfa,
+                    u.identity_kind, u.verification
              FROM refresh_tokens t JOIN sessions s USING (family) JOIN users u ON u.user_id = t.user_id
              WHERE t.token_hash = $1 FOR UPDATE OF t",
             &[&token_hash],
@@ -394,6 +486,8 @@ pub async fn lock_refresh_token(
         expired: row.get(4),
         role: row.get(5),
         mfa: row.get(6),
+        identity_kind: row.get(7),
+        verification: row.get(8),
     }))
 }
 

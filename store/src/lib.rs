@@ -11,7 +11,9 @@
 //! - [`audit`]: the hash-chained audit log: the append statement and the hash rule, beside
 //!   the reader its verifier uses.
 //! - [`offerings`]: offering configurations, ledger numbers and open flags.
-//! - [`identity`]: users, roles, refresh-token families, TOTP columns, the dev admin.
+//! - [`identity`]: users, roles, refresh-token families, TOTP columns, the dev admin;
+//!   [`verification`]: identity kinds' one-time codes, KYC requests, verification changes.
+//! - [`partners`]: bank partners, their hashed credentials, allocations and reservations.
 //! - [`outbox`]: notifications to people: enqueue, claim due rows, mark what became of them.
 //! - [`payments`]: payment intents, gateways' notifications, and finance's lists of them;
 //!   [`payouts`]: refunds paid back, one per bank reference, and their audit entry.
@@ -40,6 +42,7 @@ pub mod identity;
 pub mod lease;
 pub mod offerings;
 pub mod outbox;
+pub mod partners;
 pub mod payments;
 pub mod payouts;
 pub mod projection;
@@ -49,6 +52,7 @@ pub mod reservations;
 pub mod round_two;
 pub mod statements;
 pub mod status;
+pub mod verification;
 pub mod waitlist;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};

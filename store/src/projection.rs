@@ -55,6 +55,8 @@ pub struct NewHolds {
     pub expires: Vec<SystemTime>,
     /// The ledger timestamp of each hold, nanoseconds.
     pub timestamps: Vec<i64>,
+    /// The partner that placed each hold; `None` for a direct one.
+    pub partners: Vec<Option<i32>>,
 }
 
 /// Inserts the holds as `held`; a hold already projected is left as it is, so a page read
@@ -67,10 +69,10 @@ pub async fn insert_held(
     client
         .execute(
             "INSERT INTO reservations
-            (reservation_id, offering_id, zone, user_id, quantity, status, created_at, expires_at, ledger_timestamp)
-         SELECT id, $2, zone, user_id, quantity, 'held', created_at, expires_at, ts
-         FROM UNNEST($1::text[], $3::int[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::timestamptz[], $8::bigint[])
-              AS t(id, zone, user_id, quantity, created_at, expires_at, ts)
+            (reservation_id, offering_id, zone, user_id, quantity, status, created_at, expires_at, ledger_timestamp, partner_id)
+         SELECT id, $2, zone, user_id, quantity, 'held', created_at, expires_at, ts, partner
+         FROM UNNEST($1::text[], $3::int[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::int[])
+              AS t(id, zone, user_id, quantity, created_at, expires_at, ts, partner)
          ON CONFLICT (reservation_id) DO NOTHING",
             &[
                 &holds.ids,
@@ -81,6 +83,7 @@ pub async fn insert_held(
                 &holds.created,
                 &holds.expires,
                 &holds.timestamps,
+                &holds.partners,
             ],
         )
         .await

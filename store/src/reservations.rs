@@ -28,7 +28,8 @@ pub async fn of_user(
     let rows = client
         .query(
             "SELECT reservation_id, offering_id, zone, quantity, created_at, expires_at, status
-             FROM reservations WHERE user_id = $1 ORDER BY created_at DESC LIMIT 500",
+             FROM reservations WHERE user_id = $1 AND partner_id IS NULL
+             ORDER BY created_at DESC LIMIT 500",
             &[&user_id],
         )
         .await?;

@@ -112,6 +112,37 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// The kind of identity an account was registered with (`users.identity_kind`).
+    IdentityKind {
+        ThaiNationalId => "thai_national_id",
+        Passport => "passport",
+        Phone => "phone",
+        Email => "email",
+    }
+}
+
+text_enum! {
+    /// Whether an account's identity was verified (`users.verification`): a phone or an
+    /// email by a one-time code, a national ID or a passport by a KYC provider.
+    Verification {
+        Unverified => "unverified",
+        /// A KYC request is open at the provider.
+        Pending => "pending",
+        Verified => "verified",
+        Rejected => "rejected",
+    }
+}
+
+text_enum! {
+    /// An identity check at a KYC provider (`kyc_requests.status`).
+    KycStatus {
+        Open => "open",
+        Approved => "approved",
+        Rejected => "rejected",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,7 +159,8 @@ mod tests {
 
     #[test]
     fn the_migrations_allow_exactly_these_words() {
-        let sql: String = ["V1__core.sql", "V2__payments.sql", "V5__waitlist.sql"]
+        let sql: String =
+            ["V1__core.sql", "V2__payments.sql", "V5__waitlist.sql", "V20__identity_kinds.sql"]
             .iter()
             .map(|f| std::fs::read_to_string(format!("migrations/{f}")).unwrap())
             .collect();
@@ -136,6 +168,9 @@ mod tests {
         let words = words.chain(IntentStatus::ALL.iter().map(|s| s.as_str()));
         let words = words.chain(NotificationOutcome::ALL.iter().map(|s| s.as_str()));
         let words = words.chain(OutboxStatus::ALL.iter().map(|s| s.as_str()));
+        let words = words.chain(IdentityKind::ALL.iter().map(|s| s.as_str()));
+        let words = words.chain(Verification::ALL.iter().map(|s| s.as_str()));
+        let words = words.chain(KycStatus::ALL.iter().map(|s| s.as_str()));
         for word in words.chain(WaitlistStatus::ALL.iter().map(|s| s.as_str())) {
             assert!(sql.contains(&format!("'{word}'")), "{word} is not in a CHECK constraint");
         }

@@ -37,7 +37,7 @@ fn request(id: HoldId, person: u64, quantity: u128, seconds: u32) -> HoldRequest
     if seconds == 0 {
         deadline.unix_seconds = 0;
     }
-    HoldRequest { id, zone: 1, person, quantity, deadline, allow_partial: false }
+    HoldRequest { id, zone: 1, person, quantity, deadline, allow_partial: false, partner: None }
 }
 
 /// Waits for a condition the cluster reaches by itself (expiry), failing after `limit`.
@@ -442,4 +442,77 @@ async fn a_dead_cluster_answers_unavailable_within_the_request_timeout() {
     assert!(matches!(hold, Err(LedgerError::Unavailable(_))), "{hold:?}");
     let waited = started.elapsed();
     assert!(waited >= 2 * timeout && waited < Duration::from_secs(10), "{waited:?}");
+}
+
+/// A partner's hold: the chain's third link draws on the partner's allocation, which the
+/// ledger enforces exactly as it does the person's cap; confirm and cancel carry the third
+/// link along; a direct hold is untouched by any of it.
+#[allot_tests::test]
+async fn a_partner_hold_draws_on_its_allocation_and_the_persons_cap_together() {
+    let ledger = ledger();
+    // Units are baht of face value, lot 1,000, cap 50,000,000 per person (the seeded bond).
+    let spec = offering(1_000_000_000, 1_000, 5_000, 50_000_000);
+    ledger.setup_offering(&spec).await.unwrap();
+    const PARTNER: u16 = 7;
+    ledger.set_partner_allocation(&spec, PARTNER, 3_000_000).await.unwrap();
+    // Granting the same allocation again is a no-op; another amount is refused.
+    ledger.set_partner_allocation(&spec, PARTNER, 3_000_000).await.unwrap();
+    assert!(matches!(
+        ledger.set_partner_allocation(&spec, PARTNER, 4_000_000).await,
+        Err(LedgerError::Conflict(_))
+    ));
+    let via_partner = |n, person, quantity| HoldRequest {
+        partner: Some(PARTNER),
+        ..request(hold_id(&spec, n), person, quantity, 600)
+    };
+
+    // Person 1 holds 49,000,000 directly; through the partner 1,000,000 more fits, one lot
+    // more does not (the person's cap, across both channels).
+    let direct = request(hold_id(&spec, 1), 1, 49_000_000, 600);
+    assert!(matches!(ledger.hold(&spec, &direct).await.unwrap(), HoldOutcome::Held(_)));
+    let first = via_partner(2, 1, 1_000_000);
+    assert!(matches!(ledger.hold(&spec, &first).await.unwrap(), HoldOutcome::Held(_)));
+    assert_eq!(
+        ledger.hold(&spec, &via_partner(3, 1, 1_000)).await.unwrap(),
+        HoldOutcome::PersonLimitExceeded
+    );
+    // A retry of the partner's call is the same hold, held once.
+    let HoldOutcome::Held(again) = ledger.hold(&spec, &first).await.unwrap() else { panic!() };
+    assert!(again.replayed);
+    assert_eq!(ledger.person_balance(&spec, 1).await.unwrap().held, 50_000_000);
+    let balance = ledger.partner_balance(&spec, PARTNER).await.unwrap().unwrap();
+    assert_eq!((balance.held, balance.remaining), (1_000_000, 2_000_000));
+
+    // Past the allocation: refused by the third link, nothing held anywhere.
+    let stock_before = ledger.zone_balances(&spec).await.unwrap()[0].remaining;
+    assert_eq!(
+        ledger.hold(&spec, &via_partner(4, 2, 2_001_000)).await.unwrap(),
+        HoldOutcome::PartnerAllocationExceeded
+    );
+    assert_eq!(ledger.zone_balances(&spec).await.unwrap()[0].remaining, stock_before);
+    assert_eq!(ledger.person_balance(&spec, 2).await.unwrap().held, 0);
+    let exact = via_partner(5, 2, 2_000_000);
+    assert!(matches!(ledger.hold(&spec, &exact).await.unwrap(), HoldOutcome::Held(_)));
+    let info = ledger.hold_info(exact.id).await.unwrap().unwrap();
+    assert_eq!((info.partner, info.person), (Some(PARTNER), 2));
+    assert_eq!(ledger.hold_info(direct.id).await.unwrap().unwrap().partner, None);
+
+    // Cancelling gives the allocation back with the stock and the cap.
+    assert!(matches!(ledger.cancel(exact.id).await.unwrap(), CancelOutcome::Cancelled { .. }));
+    let balance = ledger.partner_balance(&spec, PARTNER).await.unwrap().unwrap();
+    assert_eq!((balance.held, balance.remaining), (1_000_000, 2_000_000));
+    // Confirming posts all three links in one chain.
+    let payment = Payment { id: 77, gateway: GATEWAY, amount_satang: 100 };
+    let confirmed = ledger.confirm(&spec, first.id, &payment).await.unwrap();
+    assert_eq!(confirmed, ConfirmOutcome::Confirmed { replayed: false });
+    let balance = ledger.partner_balance(&spec, PARTNER).await.unwrap().unwrap();
+    assert_eq!((balance.held, balance.confirmed, balance.remaining), (0, 1_000_000, 2_000_000));
+    let person = ledger.person_balance(&spec, 1).await.unwrap();
+    assert_eq!((person.held, person.confirmed), (49_000_000, 1_000_000));
+    // A partner with no allocation here cannot hold at all.
+    let stranger = HoldRequest { partner: Some(8), ..request(hold_id(&spec, 6), 3, 5_000, 600) };
+    assert_eq!(
+        ledger.hold(&spec, &stranger).await.unwrap(),
+        HoldOutcome::PartnerAllocationExceeded
+    );
 }

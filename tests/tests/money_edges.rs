@@ -266,6 +266,7 @@ async fn a_waitlist_offer_whose_hold_id_failed_moves_on_to_the_next_freed_unit()
         quantity: 1,
         deadline: Deadline::after(60, 0),
         allow_partial: false,
+        partner: None,
     };
     assert_eq!(app.state.ledger.hold(&offering.spec, &lost).await.unwrap(), HoldOutcome::SoldOut);
     assert_eq!(app.state.ledger.hold(&offering.spec, &lost).await.unwrap(), HoldOutcome::IdFailed);

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::error::ApiError;
+use allot_store::status::IdentityKind;
+
+use crate::error::{ApiError, ErrorCode};
 
 /// Largest supply of one zone: far above any real issue, far below overflow.
 pub const SUPPLY_MAX: u64 = 1_000_000_000_000;
@@ -66,6 +68,59 @@ pub struct OfferingConfig {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub subscription_closes_at: Option<OffsetDateTime>,
+    /// Who may reserve; left out, anyone signed in.
+    #[serde(default)]
+    pub eligibility: Eligibility,
+}
+
+/// An identity kind as offerings' configuration and API bodies spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    ThaiNationalId,
+    Passport,
+    Phone,
+    Email,
+}
+
+impl Kind {
+    pub fn stored(self) -> IdentityKind {
+        match self {
+            Kind::ThaiNationalId => IdentityKind::ThaiNationalId,
+            Kind::Passport => IdentityKind::Passport,
+            Kind::Phone => IdentityKind::Phone,
+            Kind::Email => IdentityKind::Email,
+        }
+    }
+}
+
+/// Who may reserve an offering: which kinds of identity, and whether it must be verified
+/// (a code for a phone or email, a KYC provider for a national ID or passport). Checked on
+/// the reservation path from the caller's token, with no database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Eligibility {
+    /// The identity kinds that may reserve; empty (the default) means any.
+    #[serde(default)]
+    pub identity_kinds: Vec<Kind>,
+    /// Whether the identity must be verified.
+    #[serde(default)]
+    pub verified: bool,
+}
+
+impl Eligibility {
+    /// `identity_not_eligible` for a kind not listed, then `kyc_required` for an identity
+    /// that must be verified and is not.
+    pub fn check(&self, identity: Option<IdentityKind>, verified: bool) -> Result<(), ApiError> {
+        let listed = |kind: IdentityKind| self.identity_kinds.iter().any(|k| k.stored() == kind);
+        if !self.identity_kinds.is_empty() && !identity.is_some_and(listed) {
+            return Err(ApiError::new(ErrorCode::IdentityNotEligible));
+        }
+        if self.verified && !verified {
+            return Err(ApiError::new(ErrorCode::KycRequired));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -201,7 +256,23 @@ mod tests {
             queue: false,
             allocation: Allocation::FirstCome,
             subscription_closes_at: None,
+            eligibility: Eligibility::default(),
         }
+    }
+
+    #[test]
+    fn eligibility_checks_the_kind_then_the_verification() {
+        let bond = Eligibility { identity_kinds: vec![Kind::ThaiNationalId], verified: true };
+        let code = |e: &Eligibility, kind, verified| e.check(kind, verified).err().map(|e| e.code);
+        let (thai, passport) = (Some(IdentityKind::ThaiNationalId), Some(IdentityKind::Passport));
+        assert_eq!(code(&bond, passport, true), Some(ErrorCode::IdentityNotEligible));
+        assert_eq!(code(&bond, None, true), Some(ErrorCode::IdentityNotEligible));
+        assert_eq!(code(&bond, thai, false), Some(ErrorCode::KycRequired));
+        assert_eq!(code(&bond, thai, true), None);
+        let concert = Eligibility { identity_kinds: vec![], verified: true };
+        assert_eq!(code(&concert, passport, false), Some(ErrorCode::KycRequired));
+        assert_eq!(code(&concert, Some(IdentityKind::Phone), true), None);
+        assert_eq!(code(&Eligibility::default(), None, false), None);
     }
 
     #[test]

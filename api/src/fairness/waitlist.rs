@@ -206,6 +206,7 @@ impl Waitlist {
                     return Ok(());
                 }
                 HoldOutcome::PersonLimitExceeded
+                | HoldOutcome::PartnerAllocationExceeded
                 | HoldOutcome::Rejected(_)
                 | HoldOutcome::IdReused => WaitlistStatus::Ineligible,
             };
@@ -231,6 +232,7 @@ impl Waitlist {
             quantity: entry.quantity as u128,
             deadline: Deadline::after(offering.config.hold_seconds, self.settlement_grace_seconds),
             allow_partial: false,
+            partner: None,
         };
         let outcome =
             tokio::time::timeout(self.ledger_timeout, self.ledger.hold(&offering.spec, &request))

@@ -125,13 +125,15 @@ mod tests {
     fn account(failures: i32, since: Option<i64>, locked: i64) -> Credentials {
         Credentials {
             user_id: 1,
-            password_hash: String::new(),
+            password_hash: Some(String::new()),
             role: "citizen".into(),
             totp_secret: None,
             totp_enabled: false,
             failures,
             seconds_since_failure: since,
             locked_seconds: locked,
+            identity_kind: allot_store::status::IdentityKind::ThaiNationalId,
+            verification: allot_store::status::Verification::Unverified,
         }
     }
 

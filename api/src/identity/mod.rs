@@ -8,6 +8,11 @@
 //!   TOTP codes); [`revocation`]: sign-out, and sessions revoked on role or factor change.
 //! - [`mfa`]: TOTP enrolment, its confirmation, and the code check at sign-in.
 //! - [`dev_bootstrap`]: the development admin and its private credentials file.
+//! - [`kinds`]: the identities a person registers with (Thai national ID, passport with
+//!   [`mrz`] check digits, phone, email) and the keyed hash each is found under.
+//! - [`verification`]: proving a phone or email with a one-time code (sent through
+//!   [`sms`] or the email sender), and every process learning of verification changes;
+//!   [`kyc`]: identity checks at a provider (sandbox or HTTP) and their signed callbacks.
 //! - [`national_id`], [`password`], [`tokens`], [`totp`]: the primitives they use.
 //!
 //! Invariants: the raw national ID is never logged, stored or returned; neither is a
@@ -16,14 +21,19 @@
 
 pub mod dev_bootstrap;
 pub mod guard;
+pub mod kinds;
+pub mod kyc;
 pub mod mfa;
+pub mod mrz;
 pub mod national_id;
 pub mod password;
 pub mod revocation;
 pub mod sessions;
+pub mod sms;
 pub mod tokens;
 pub mod totp;
 pub mod users;
+pub mod verification;
 
 use std::sync::Arc;
 
@@ -48,6 +58,21 @@ pub struct Identity {
     settings: IdentitySettings,
     /// Failed sign-ins per client address, in memory.
     guard: Arc<guard::SignInGuard>,
+    /// Where identities are checked: the sandbox (dev mode), an HTTP provider, or none.
+    kyc: Option<Arc<dyn kyc::Provider>>,
+    /// Texts with phone codes; email codes go through the notification sender.
+    sms: Option<Arc<dyn sms::SmsSender>>,
+    email: Option<Arc<dyn crate::notify::senders::Sender>>,
+    dev_mode: bool,
+}
+
+/// How identities are verified: built by `startup` from the settings.
+#[derive(Clone, Debug, Default)]
+pub struct Verifiers {
+    pub kyc: Option<Arc<dyn kyc::Provider>>,
+    pub sms: Option<Arc<dyn sms::SmsSender>>,
+    pub email: Option<Arc<dyn crate::notify::senders::Sender>>,
+    pub dev_mode: bool,
 }
 
 /// Names no key.
@@ -63,9 +88,21 @@ impl Identity {
         tokens: Arc<TokenKeys>,
         identity_key: &[u8],
         settings: IdentitySettings,
+        verifiers: Verifiers,
     ) -> Identity {
         let guard = Arc::new(guard::SignInGuard::new(settings.sign_in_pow_after_failures));
-        Identity { db, tokens, identity_key: identity_key.into(), settings, guard }
+        let Verifiers { kyc, sms, email, dev_mode } = verifiers;
+        Identity {
+            db,
+            tokens,
+            identity_key: identity_key.into(),
+            settings,
+            guard,
+            kyc,
+            sms,
+            email,
+            dev_mode,
+        }
     }
 }
 

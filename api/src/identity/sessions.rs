@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use allot_store::identity as store;
+use allot_store::status::Verification;
 use allot_store::GenericClient;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::national_id::NationalId;
+use super::tokens::IdentityClaim;
 use super::users::EMAIL_BYTES_MAX;
 use super::{guard, mfa, password, stored_role, Identity, Role};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -65,7 +67,7 @@ impl Identity {
         if let Some(user) = &user {
             guard::check_account(user)?;
         }
-        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let phc = user.as_ref().and_then(|u| u.password_hash.clone());
         let matches = password::verify(password, phc).await?;
         let user = match user {
             Some(user) if matches => user,
@@ -85,7 +87,11 @@ impl Identity {
         };
         self.guard.succeeded(ip);
         store::record_sign_in_success(&self.db.get().await?, user.user_id).await?;
-        self.signed_in(user.user_id, stored_role(&user.role), mfa).await
+        let identity = IdentityClaim {
+            kind: user.identity_kind,
+            verified: user.verification == Verification::Verified,
+        };
+        self.signed_in(user.user_id, stored_role(&user.role), mfa, identity).await
     }
 
     /// Whether the next sign-in from `ip` must carry a solved proof-of-work challenge.
@@ -135,8 +141,15 @@ impl Identity {
     }
 
     /// A new session of a user who passed every check, audited.
-    async fn signed_in(&self, user_id: i64, role: Role, mfa: bool) -> ApiResult<Tokens> {
-        let session = self.start_session(&self.db.get().await?, user_id, role, mfa).await?;
+    async fn signed_in(
+        &self,
+        user_id: i64,
+        role: Role,
+        mfa: bool,
+        identity: IdentityClaim,
+    ) -> ApiResult<Tokens> {
+        let session =
+            self.start_session(&self.db.get().await?, user_id, role, mfa, identity).await?;
         let (actor, after) = (crate::audit::user(user_id), serde_json::json!({ "mfa": mfa }));
         crate::audit::append(
             &self.db.get().await?,
@@ -181,13 +194,14 @@ impl Identity {
         user_id: i64,
         role: Role,
         mfa: bool,
+        identity: IdentityClaim,
     ) -> ApiResult<Tokens> {
         let family = Uuid::new_v4();
         let lifetime = seconds(self.settings.session_seconds_max)?;
         store::insert_session(client, family, user_id, mfa, lifetime).await?;
         let refresh_token = self.issue_refresh_token(client, user_id, family).await?;
         Ok(Tokens {
-            access_token: self.tokens.issue_for(user_id, role, mfa, family),
+            access_token: self.tokens.issue_for(user_id, role, mfa, family, Some(identity)),
             refresh_token,
             expires_in: self.tokens.access_seconds,
         })
@@ -236,7 +250,16 @@ impl Identity {
         tx.commit().await?;
         let role = stored_role(&token.role);
         Ok(Tokens {
-            access_token: self.tokens.issue_for(token.user_id, role, token.mfa, token.family),
+            access_token: self.tokens.issue_for(
+                token.user_id,
+                role,
+                token.mfa,
+                token.family,
+                Some(IdentityClaim {
+                    kind: token.identity_kind,
+                    verified: token.verification == Verification::Verified,
+                }),
+            ),
             refresh_token,
             expires_in: self.tokens.access_seconds,
         })

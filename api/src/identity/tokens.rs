@@ -15,6 +15,8 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use allot_store::status::IdentityKind;
+
 use super::Role;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -30,6 +32,21 @@ pub struct Claims {
     pub aud: String,
     /// The session (refresh-token family) the token belongs to.
     pub sid: Uuid,
+    /// The kind of identity the account registered with (`thai_national_id`, `passport`,
+    /// `phone`, `email`), so offerings' eligibility is checked without a database.
+    #[serde(default)]
+    pub idk: Option<String>,
+    /// Whether that identity was verified when the token was issued; a later change
+    /// overrides it ([`Verifications`]).
+    #[serde(default)]
+    pub kyc: bool,
+}
+
+/// What a token says of its holder's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityClaim {
+    pub kind: IdentityKind,
+    pub verified: bool,
 }
 
 /// How often every process reads the sessions revoked by the others.
@@ -46,6 +63,8 @@ pub struct TokenKeys {
     pub access_seconds: u64,
     /// Sessions whose tokens are refused.
     pub revoked: Revocations,
+    /// Verifications changed after tokens were issued.
+    pub verifications: Verifications,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -65,17 +84,30 @@ impl TokenKeys {
             validation,
             access_seconds,
             revoked: Revocations::new(Duration::from_secs(access_seconds + LEEWAY_SECONDS)),
+            verifications: Verifications::new(Duration::from_secs(
+                access_seconds + LEEWAY_SECONDS,
+            )),
         }
     }
 
-    /// A token of a session nobody recorded: for tools and tests that act as many people.
-    /// Sign-in and refresh use [`TokenKeys::issue_for`].
+    /// A token of a session nobody recorded: for tools and tests that act as many people
+    /// (benchmarks, load drivers), who stand for citizens with a verified Thai national ID.
+    /// Only a holder of the signing key can call it; no request reaches it. Sign-in and
+    /// refresh use [`TokenKeys::issue_for`], with what the account's row says.
     pub fn issue(&self, user_id: i64, role: Role, mfa: bool) -> String {
-        self.issue_for(user_id, role, mfa, Uuid::new_v4())
+        let identity = IdentityClaim { kind: IdentityKind::ThaiNationalId, verified: true };
+        self.issue_for(user_id, role, mfa, Uuid::new_v4(), Some(identity))
     }
 
     /// A token of session `sid`.
-    pub fn issue_for(&self, user_id: i64, role: Role, mfa: bool, sid: Uuid) -> String {
+    pub fn issue_for(
+        &self,
+        user_id: i64,
+        role: Role,
+        mfa: bool,
+        sid: Uuid,
+        identity: Option<IdentityClaim>,
+    ) -> String {
         let now = now_seconds();
         let claims = Claims {
             sub: user_id.to_string(),
@@ -85,14 +117,55 @@ impl TokenKeys {
             exp: now + self.access_seconds,
             aud: AUDIENCE.into(),
             sid,
+            idk: identity.map(|i| i.kind.as_str().to_owned()),
+            kyc: identity.is_some_and(|i| i.verified),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encodes")
     }
 
-    /// The claims of a token we signed, unexpired, whose session is not revoked.
+    /// The claims of a token we signed, unexpired, whose session is not revoked; `kyc` as
+    /// it is now when the account's verification changed since.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        let claims = decode::<Claims>(token, &self.decoding, &self.validation).ok()?.claims;
-        (!self.revoked.contains(&claims.sid)).then_some(claims)
+        let mut claims = decode::<Claims>(token, &self.decoding, &self.validation).ok()?.claims;
+        if self.revoked.contains(&claims.sid) {
+            return None;
+        }
+        if let Some(verified) = claims.sub.parse().ok().and_then(|u| self.verifications.get(u)) {
+            claims.kyc = verified;
+        }
+        Some(claims)
+    }
+}
+
+/// Accounts whose verification changed recently enough that a token issued before the
+/// change may still be unexpired: user → (verified now, when to forget). Every process
+/// reads the changes each [`REVOCATION_POLL`], as it reads revocations.
+#[derive(Debug)]
+pub struct Verifications {
+    changed: RwLock<HashMap<i64, (bool, SystemTime)>>,
+    keep: Duration,
+}
+
+impl Verifications {
+    fn new(keep: Duration) -> Verifications {
+        Verifications { changed: RwLock::new(HashMap::new()), keep }
+    }
+
+    pub fn get(&self, user_id: i64) -> Option<bool> {
+        self.changed.read().expect("not poisoned").get(&user_id).map(|(v, _)| *v)
+    }
+
+    /// The account's verification as of a change at `at`.
+    pub fn insert(&self, user_id: i64, verified: bool, at: SystemTime) {
+        let mut changed = self.changed.write().expect("not poisoned");
+        changed.insert(user_id, (verified, at + self.keep));
+        let now = SystemTime::now();
+        changed.retain(|_, (_, forget)| *forget > now);
+    }
+
+    /// How far back a process that starts must read changes.
+    pub fn horizon(&self) -> Duration {
+        self.keep
     }
 }
 
@@ -158,8 +231,8 @@ mod tests {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", 60);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let (ta, tb) = (
-            keys.issue_for(1, Role::Citizen, false, a),
-            keys.issue_for(1, Role::Citizen, false, b),
+            keys.issue_for(1, Role::Citizen, false, a, None),
+            keys.issue_for(1, Role::Citizen, false, b, None),
         );
         keys.revoked.insert([a], SystemTime::now());
         assert!(keys.verify(&ta).is_none());
@@ -168,6 +241,20 @@ mod tests {
         keys.revoked.insert([Uuid::new_v4()], SystemTime::now() - Duration::from_secs(3600));
         assert!(keys.revoked.contains(&a));
         assert_eq!(keys.revoked.revoked.read().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_verification_change_overrides_what_an_earlier_token_says() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", 60);
+        let claim = IdentityClaim { kind: IdentityKind::Passport, verified: false };
+        let token = keys.issue_for(7, Role::Citizen, false, Uuid::new_v4(), Some(claim));
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!((claims.idk.as_deref(), claims.kyc), (Some("passport"), false));
+        keys.verifications.insert(7, true, SystemTime::now());
+        assert!(keys.verify(&token).unwrap().kyc);
+        keys.verifications.insert(7, false, SystemTime::now());
+        assert!(!keys.verify(&token).unwrap().kyc);
+        assert!(keys.verify(&keys.issue(8, Role::Citizen, false)).unwrap().kyc);
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! unique constraints, never by a racy pre-check.
 
 use allot_store::identity::{self as store, NewUser, UserInsert};
+use allot_store::status::{IdentityKind, Verification};
 use allot_store::GenericClient;
 use rand::Rng;
 
+use super::kinds::{Document, IdentityInput};
 use super::national_id::NationalId;
 use super::{password, stored_role, Identity, Role};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -26,35 +28,59 @@ const DISPLAY_NAME_CHARS_MAX: usize = 100;
 /// A registration whose every field passed its rule. Parsing costs nothing, so it comes
 /// before the rate limit, the proof of work and the deliberately slow password hash.
 pub struct Registration {
-    national_id: NationalId,
+    identity: Document,
     email: String,
     password: String,
     display_name: Option<String>,
     locale: &'static str,
 }
 
-/// Names neither the national ID nor the password.
+/// Names neither the identity's value nor the password.
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration").field("email", &self.email).finish_non_exhaustive()
+        f.debug_struct("Registration")
+            .field("email", &self.email)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who the registration says the person is: the identity object, or the older
+/// `national_id` field (a Thai national ID). Exactly one of the two. Debug names the kind
+/// only.
+pub enum IdentityField<'a> {
+    NationalId(&'a str),
+    Identity(&'a IdentityInput),
+}
+
+impl std::fmt::Debug for IdentityField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentityField::NationalId(_) => f.write_str("NationalId(*)"),
+            IdentityField::Identity(input) => write!(f, "{input:?}"),
+        }
     }
 }
 
 impl Registration {
     /// Checks each field in turn; the first that fails is the error, naming its field.
     pub fn parse(
-        national_id: &str,
+        identity: IdentityField<'_>,
         email: &str,
         password: String,
         display_name: Option<&str>,
         locale: Option<&str>,
     ) -> ApiResult<Registration> {
-        let national_id = NationalId::parse(national_id)?;
         let email = parse_email(email)?;
+        let identity = match identity {
+            IdentityField::NationalId(raw) => Document::ThaiNationalId(NationalId::parse(raw)?),
+            IdentityField::Identity(input) => Document::parse(input, &email)?,
+        };
         let display_name = parse_display_name(display_name)?;
         let locale = parse_locale(locale)?;
-        password::check_strength(&password, &email, national_id.expose_digits())?;
-        Ok(Registration { national_id, email, password, display_name, locale })
+        let value = identity.expose_value().trim_start_matches('+');
+        password::check_strength(&password, &email, value)?;
+        Ok(Registration { identity, email, password, display_name, locale })
     }
 }
 
@@ -66,17 +92,22 @@ pub struct Profile {
     pub locale: String,
     pub role: Role,
     pub mfa_enabled: bool,
+    pub identity_kind: IdentityKind,
+    pub identity_country: Option<String>,
+    pub verification: Verification,
 }
 
 impl Identity {
     /// Creates a citizen account and answers its user id.
     pub async fn register(&self, registration: Registration) -> ApiResult<i64> {
-        let Registration { national_id, email, password, display_name, locale } = registration;
+        let Registration { identity, email, password, display_name, locale } = registration;
         let password_hash = password::hash(password).await?;
-        let identity_hash = national_id.lookup_hash(&self.identity_key);
+        let identity_hash = identity.lookup_hash(&self.identity_key);
         let new = NewUser {
             user_id: 0,
             identity_hash: &identity_hash,
+            identity_kind: identity.kind(),
+            identity_country: identity.country(),
             email: &email,
             password_hash: &password_hash,
             display_name: display_name.as_deref(),
@@ -84,7 +115,11 @@ impl Identity {
         };
         let user_id = insert_user(&self.db.get().await?, new).await?;
         let actor = crate::audit::user(user_id);
-        let after = serde_json::json!({ "role": Role::Citizen.as_str() });
+        let after = serde_json::json!({
+            "role": Role::Citizen.as_str(),
+            "identity_kind": identity.kind().as_str(),
+            "identity_country": identity.country(),
+        });
         crate::audit::append(
             &self.db.get().await?,
             &actor,
@@ -94,7 +129,7 @@ impl Identity {
             Some(&after),
         )
         .await?;
-        tracing::info!(user_id, "user registered");
+        tracing::info!(user_id, identity_kind = identity.kind().as_str(), "user registered");
         Ok(user_id)
     }
 
@@ -109,6 +144,9 @@ impl Identity {
             locale: row.locale,
             role: stored_role(&row.role),
             mfa_enabled: row.totp_enabled,
+            identity_kind: row.identity_kind,
+            identity_country: row.identity_country,
+            verification: row.verification,
         })
     }
 
@@ -144,7 +182,7 @@ impl Identity {
 }
 
 /// A fresh random user id.
-pub(super) fn random_user_id() -> i64 {
+pub(crate) fn random_user_id() -> i64 {
     rand::thread_rng().gen_range(1..USER_ID_LIMIT)
 }
 
@@ -154,6 +192,9 @@ async fn insert_user(client: &impl GenericClient, mut new: NewUser<'_>) -> ApiRe
         new.user_id = random_user_id();
         match store::insert_user(client, &new).await? {
             UserInsert::Inserted => return Ok(new.user_id),
+            // Known only through a partner until now: the account is theirs, and so are
+            // the person number and the cap already used through the partner.
+            UserInsert::Claimed(user_id) => return Ok(user_id),
             UserInsert::UserIdTaken => continue,
             UserInsert::DuplicateIdentity => {
                 return Err(ApiError::new(ErrorCode::DuplicateIdentity))

@@ -431,6 +431,7 @@ mod tests {
                 expected.insert(format!("{}-{part}", kind.message_id()));
             }
         }
+        expected.extend(crate::i18n::IDENTITY_CODE_MESSAGES.map(str::to_owned));
         for lang in crate::i18n::SUPPORTED {
             let ids = ids_in(lang);
             let missing: Vec<_> = expected.difference(&ids).collect();

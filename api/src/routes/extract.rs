@@ -31,5 +31,13 @@ fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
     let claims =
         state.tokens.verify(token).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
     let user_id = claims.sub.parse().map_err(|_| ApiError::new(ErrorCode::Unauthorized))?;
-    Ok(Principal { user_id, role: claims.role, mfa: claims.mfa, session: claims.sid })
+    let identity = claims.idk.as_deref().and_then(allot_store::status::IdentityKind::parse);
+    Ok(Principal {
+        user_id,
+        role: claims.role,
+        mfa: claims.mfa,
+        session: claims.sid,
+        identity,
+        verified: claims.kyc,
+    })
 }

@@ -19,7 +19,8 @@ use utoipa::ToSchema;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::identity::sessions::Tokens;
-use crate::identity::users::{self, Registration};
+use crate::identity::kinds::IdentityInput;
+use crate::identity::users::{self, IdentityField, Registration};
 use crate::identity::Role;
 use crate::state::AppState;
 
@@ -42,8 +43,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Thai national ID, 13 digits; dashes and spaces are ignored.
-    pub national_id: String,
+    /// Thai national ID, 13 digits; dashes and spaces are ignored. The short form of
+    /// `identity` with kind `thai_national_id`; give one of the two.
+    pub national_id: Option<String>,
+    /// Who the person is: a Thai national ID, a passport (ISO 3166-1 alpha-3 country,
+    /// number, optionally the machine-readable zone), a phone number or the email. One
+    /// identity has one account.
+    pub identity: Option<IdentityInput>,
     pub email: String,
     /// 12 to 128 bytes, hard to guess, not built on the email or the national ID.
     pub password: String,
@@ -64,7 +70,7 @@ pub struct Registered {
     responses(
         (status = 201, body = Registered),
         (status = 400, body = ErrorBody,
-            description = "`validation_error`, `invalid_national_id`, `weak_password`, `malformed_json`"),
+            description = "`validation_error`, `invalid_national_id`, `invalid_passport`, `weak_password`, `malformed_json`"),
         (status = 403, body = ErrorBody,
             description = "`proof_of_work_required`, `proof_of_work_invalid` (solve `GET /v1/challenge`, send `X-Pow`)"),
         (status = 409, body = ErrorBody, description = "`duplicate_identity`"),
@@ -77,8 +83,13 @@ pub async fn register(
     body: web::Json<RegisterRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
+    let identity = match (&body.national_id, &body.identity) {
+        (Some(national_id), None) => IdentityField::NationalId(national_id),
+        (None, Some(identity)) => IdentityField::Identity(identity),
+        _ => return Err(ApiError::validation("identity", "give national_id or identity, not both")),
+    };
     let registration = Registration::parse(
-        &body.national_id,
+        identity,
         &body.email,
         body.password,
         body.display_name.as_deref(),
@@ -231,6 +242,19 @@ pub struct Me {
     pub locale: String,
     pub role: Role,
     pub mfa_enabled: bool,
+    pub identity: MyIdentity,
+}
+
+/// The kind of identity the account registered with and whether it is verified; never the
+/// identity's value, which is stored only as a keyed hash.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MyIdentity {
+    /// `thai_national_id`, `passport`, `phone` or `email`.
+    pub kind: String,
+    /// A passport's issuing state (ISO 3166-1 alpha-3).
+    pub country: Option<String>,
+    /// `unverified`, `pending` (at a KYC provider), `verified` or `rejected`.
+    pub verification: String,
 }
 
 /// The caller's account.
@@ -247,6 +271,11 @@ pub async fn me(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
         locale: profile.locale,
         role: profile.role,
         mfa_enabled: profile.mfa_enabled,
+        identity: MyIdentity {
+            kind: profile.identity_kind.as_str().into(),
+            country: profile.identity_country,
+            verification: profile.verification.as_str().into(),
+        },
     }))
 }
 

@@ -19,11 +19,13 @@ pub mod logging;
 pub mod middleware;
 pub mod offerings;
 pub mod openapi;
+pub mod partners;
 pub mod payments;
 pub mod queue;
 pub mod reports;
 pub mod reservations;
 pub mod respond;
+pub mod verification;
 pub mod waitlist;
 
 use actix_web::web;
@@ -44,5 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, operator: bool) {
         .configure(queue::configure)
         .configure(allocation::configure)
         .configure(challenge::configure)
-        .configure(waitlist::configure);
+        .configure(waitlist::configure)
+        .configure(verification::configure)
+        .configure(partners::configure);
 }

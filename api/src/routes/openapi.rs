@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 use super::identity;
 use super::{admin, health, offerings, payments, reservations};
 use super::{allocation, challenge, queue, waitlist};
-use super::{exports, reports};
+use super::{exports, partners, reports, verification};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -61,6 +61,16 @@ use super::{exports, reports};
         reports::view_token,
         reports::dashboard,
         reports::events,
+        verification::send_code,
+        verification::verify_code,
+        verification::start_kyc,
+        verification::callback,
+        verification::sandbox,
+        partners::create,
+        partners::allocate,
+        partners::token,
+        partners::reserve,
+        partners::list,
     ),
     modifiers(&BearerAuth)
 )]
@@ -73,6 +83,13 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+        // A partner's token, from `POST /v1/partner/token` (client credentials).
+        components.add_security_scheme(
+            "partner",
             SecurityScheme::Http(
                 HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
             ),

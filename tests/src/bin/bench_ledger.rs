@@ -101,6 +101,7 @@ impl Load {
             quantity: 1,
             deadline: Deadline::after(HOLD_TIMEOUT_SECONDS, 0),
             allow_partial: false,
+            partner: None,
         };
         match self.ledgers[client as usize].hold(&self.spec, &req).await {
             Ok(HoldOutcome::Held(_)) => true,

@@ -155,6 +155,7 @@ impl BookBuilding {
                 quantity: units as u128,
                 deadline,
                 allow_partial: false,
+                partner: None,
             };
             if self.hold_allotment(offering, &request).await? {
                 placed.push(user_id);

@@ -153,6 +153,7 @@ impl BookBuilding {
                 quantity: r.allotted as u128,
                 deadline,
                 allow_partial: false,
+                partner: None,
             };
             async move { (r.user_id, self.hold_allotment(offering, &request).await) }
         });

@@ -1,0 +1,233 @@
+//! Bank partners over HTTP against the seeded bond (at most 50,000,000 baht per person):
+//! the partner's allocation and the person's cap are both enforced by the ledger, across
+//! the partner and direct channels; retried calls hold once; partners are rate-limited.
+
+use allot_api::identity::Role;
+use allot_tests::app::TestApp;
+use rand::Rng;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "plum-orbit-kettle-92";
+
+/// A random valid national ID, its check digit from the published rule.
+fn national_id() -> String {
+    let mut rng = rand::thread_rng();
+    let mut digits: Vec<u32> = (0..12).map(|_| rng.gen_range(0..10)).collect();
+    digits[0] = rng.gen_range(1..9);
+    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (13 - i as u32)).sum();
+    digits.push((11 - sum % 11) % 10);
+    digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, bearer: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(bearer);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// A partner with `units` of the offering: (partner id, client id, client secret).
+async fn partner(app: &TestApp, offering: &str, units: u64) -> (i64, String, String) {
+    let admin = app.token(1, Role::Admin);
+    let name = format!("Bank {}", rand::thread_rng().gen_range(0..u32::MAX));
+    let (status, created) =
+        call(app, Method::POST, "/v1/admin/partners", &admin, Some(json!({"name": name}))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["partner_id"].as_i64().unwrap();
+    let path = format!("/v1/admin/partners/{id}/allocations/{offering}");
+    let (status, granted) = call(app, Method::PUT, &path, &admin, Some(json!({"units": units}))).await;
+    assert_eq!(status, 200, "{granted}");
+    assert_eq!(granted["units"], units);
+    let client_id = created["client_id"].as_str().unwrap().to_owned();
+    (id, client_id, created["client_secret"].as_str().unwrap().to_owned())
+}
+
+/// The client-credentials grant.
+async fn partner_token(app: &TestApp, client_id: &str, secret: &str) -> (u16, Value) {
+    let res = app
+        .client
+        .post(app.url("/v1/partner/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn partner_reserve(app: &TestApp, token: &str, offering: &str, key: &str, body: Value) -> (u16, Value) {
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/partner/offerings/{offering}/reservations")))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// A citizen registered with `national_id`, verified through the sandbox provider.
+async fn verified_citizen(app: &TestApp, national_id: &str) -> (i64, String) {
+    let email = format!("c{}@example.com", rand::thread_rng().gen_range(0..u32::MAX));
+    let body = json!({"national_id": national_id, "email": email, "password": PASSWORD});
+    let res = app
+        .client
+        .post(app.url("/v1/users"))
+        .header("X-Pow", app.pow().await)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let user = res.json::<Value>().await.unwrap()["user_id"].as_i64().unwrap();
+    let login = json!({"login": email, "password": PASSWORD});
+    let res = app.client.post(app.url("/v1/sessions")).json(&login).send().await.unwrap();
+    let token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(app, Method::POST, "/v1/me/kyc", &token, None).await;
+    assert_eq!(status, 201);
+    let path = format!("/v1/sandbox/kyc/{user}");
+    let (status, v) = call(app, Method::POST, &path, &token, Some(json!({"decision": "approved"}))).await;
+    assert_eq!((status, v["verification"].as_str()), (200, Some("verified")));
+    (user, token)
+}
+
+#[allot_tests::test]
+async fn a_partner_tops_up_a_customer_to_the_cap_and_no_further_and_stays_within_its_allocation() {
+    let app = TestApp::spawn_with_seeds().await;
+    let (partner_id, client_id, secret) = partner(&app, "bond-2026", 3_000_000).await;
+    let (status, token) = partner_token(&app, &client_id, &secret).await;
+    assert_eq!(status, 200, "{token}");
+    let token = token["access_token"].as_str().unwrap().to_owned();
+
+    // The customer holds 49,000,000 baht directly.
+    let citizen_id = national_id();
+    let (user, citizen) = verified_citizen(&app, &citizen_id).await;
+    let (status, direct) = app.reserve(&citizen, "bond-2026", "d1", json!({"quantity": 49_000_000})).await;
+    assert_eq!(status, 201, "{direct}");
+
+    // Through the partner: 1,000,000 more succeeds; retried, it is the same hold.
+    let topup = json!({"national_id": citizen_id, "quantity": 1_000_000});
+    let (status, first) = partner_reserve(&app, &token, "bond-2026", "p1", topup.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    let retries = futures::future::join_all(
+        (0..4).map(|_| partner_reserve(&app, &token, "bond-2026", "p1", topup.clone())),
+    )
+    .await;
+    for (status, again) in retries {
+        assert_eq!((status, &again["reservation_id"]), (200, &first["reservation_id"]), "{again}");
+    }
+    let offering = app.state.catalog.get("bond-2026").unwrap();
+    let balance = app.state.ledger.person_balance(&offering.spec, user as u64).await.unwrap();
+    assert_eq!(balance.held, 50_000_000, "49,000,000 direct + 1,000,000 once");
+    let allocation =
+        app.state.ledger.partner_balance(&offering.spec, partner_id as u16).await.unwrap().unwrap();
+    assert_eq!((allocation.held, allocation.remaining), (1_000_000, 2_000_000));
+
+    // One lot more, through either channel, is over the person's cap.
+    let lot = json!({"national_id": citizen_id, "quantity": 1_000});
+    let (status, err) = partner_reserve(&app, &token, "bond-2026", "p2", lot).await;
+    assert_eq!((status, err["code"].as_str()), (409, Some("person_limit_exceeded")), "{err}");
+    let (status, err) = app.reserve(&citizen, "bond-2026", "d2", json!({"quantity": 5_000})).await;
+    assert_eq!((status, err["code"].as_str()), (409, Some("person_limit_exceeded")), "{err}");
+
+    // Another customer, who has no account: 2,000,000 uses the rest of the allocation, and
+    // one lot more for a third is past it.
+    let second_id = national_id();
+    let rest = json!({"national_id": second_id, "quantity": 2_000_000});
+    let (status, second) = partner_reserve(&app, &token, "bond-2026", "p3", rest).await;
+    assert_eq!(status, 201, "{second}");
+    let over = json!({"national_id": national_id(), "quantity": 5_000});
+    let (status, err) = partner_reserve(&app, &token, "bond-2026", "p4", over).await;
+    assert_eq!((status, err["code"].as_str()), (409, Some("partner_allocation_exceeded")), "{err}");
+    let allocation =
+        app.state.ledger.partner_balance(&offering.spec, partner_id as u16).await.unwrap().unwrap();
+    assert_eq!(allocation.remaining, 0);
+
+    // The partner lists its customers' reservations (from the projection).
+    let mut listed = Value::Null;
+    app.eventually(std::time::Duration::from_secs(10), || async {
+        let (status, list) = call(&app, Method::GET, "/v1/partner/reservations", &token, None).await;
+        assert_eq!(status, 200, "{list}");
+        listed = list;
+        listed.as_array().is_some_and(|l| l.len() == 2)
+    })
+    .await;
+    let ids: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|r| r["reservation_id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&first["reservation_id"].as_str().unwrap()), "{listed}");
+    assert!(listed.as_array().unwrap().iter().any(|r| r["customer"] == user), "{listed}");
+    // The customer's own list shows their direct reservation only.
+    let (_, mine) = call(&app, Method::GET, "/v1/reservations", &citizen, None).await;
+    assert!(mine.as_array().unwrap().iter().all(|r| r["reservation_id"] != first["reservation_id"]));
+
+    // Every hold a partner placed is audited, once.
+    let audited: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM audit_log WHERE action = 'partner.reserve'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 2);
+}
+
+#[allot_tests::test]
+async fn partner_credentials_and_tokens_are_their_own() {
+    let app = TestApp::spawn_with_seeds().await;
+    let (_, client_id, secret) = partner(&app, "concert-r1", 10).await;
+    let (status, err) = partner_token(&app, &client_id, "not the secret").await;
+    assert_eq!((status, err["code"].as_str()), (401, Some("invalid_credentials")), "{err}");
+    let (status, _) = partner_token(&app, "partner_unknown", &secret).await;
+    assert_eq!(status, 401);
+    // A person's token is no partner's.
+    let (_, person) = app.citizen();
+    let seat = json!({"national_id": national_id(), "quantity": 1, "zone": "b"});
+    let (status, _) = partner_reserve(&app, &person, "concert-r1", "k", seat.clone()).await;
+    assert_eq!(status, 401);
+    // A partner's token is no person's.
+    let (_, token) = partner_token(&app, &client_id, &secret).await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = app.reserve(&token, "concert-r1", "k", json!({"quantity": 1, "zone": "b"})).await;
+    assert_eq!(status, 401);
+    // The secret is stored only hashed.
+    let stored: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM partners p WHERE p::text LIKE '%' || $1 || '%'", &[&secret])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0);
+    // Concert seats through a partner: allowed (any verified identity), within 10.
+    let (status, held) = partner_reserve(&app, &token, "concert-r1", "s1", seat).await;
+    assert_eq!(status, 201, "{held}");
+}
+
+#[allot_tests::test]
+async fn each_partner_is_rate_limited() {
+    let app = TestApp::spawn_configured(allot_tests::app::seed_offerings_dir(), |s| {
+        s.fairness.rate_limit_partner_per_second = 1;
+    })
+    .await;
+    let (_, client_id, secret) = partner(&app, "concert-r1", 100).await;
+    let (_, token) = partner_token(&app, &client_id, &secret).await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let mut statuses = Vec::new();
+    let start = std::time::Instant::now();
+    for _ in 0..4 {
+        let (status, _) = call(&app, Method::GET, "/v1/partner/reservations", &token, None).await;
+        statuses.push(status);
+    }
+    // A burst of two, then 429 until the next second (judged only if the calls took less).
+    assert_eq!(&statuses[..2], [200, 200]);
+    if start.elapsed() < std::time::Duration::from_secs(1) {
+        assert!(statuses[2..].contains(&429), "{statuses:?}");
+    }
+}
