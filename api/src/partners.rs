@@ -141,7 +141,9 @@ impl Partners {
         webhook_url: Option<&str>,
     ) -> ApiResult<CreatedPartner> {
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > NAME_CHARS_MAX || name.chars().any(char::is_control)
+        if name.is_empty()
+            || name.chars().count() > NAME_CHARS_MAX
+            || name.chars().any(char::is_control)
         {
             return Err(ApiError::validation("name", format!("1 to {NAME_CHARS_MAX} characters")));
         }
@@ -155,17 +157,32 @@ impl Partners {
         let secret_hash = Sha256::digest(client_secret.as_bytes());
         let mut client = self.db.get().await?;
         let tx = client.transaction().await?;
-        let new = NewPartner { name, client_id: &client_id, secret_hash: &secret_hash, webhook_url };
+        let new =
+            NewPartner { name, client_id: &client_id, secret_hash: &secret_hash, webhook_url };
         let partner_id = store::insert(&tx, &new)
             .await?
             .ok_or_else(|| ApiError::validation("name", "a partner of that name exists"))?;
-        let after = serde_json::json!({ "name": name, "client_id": client_id, "webhook_url": webhook_url });
+        let after =
+            serde_json::json!({ "name": name, "client_id": client_id, "webhook_url": webhook_url });
         let subject = format!("partner:{partner_id}");
-        crate::audit::append(&tx, &crate::audit::user(admin), "partner.create", &subject, None, Some(&after))
-            .await?;
+        crate::audit::append(
+            &tx,
+            &crate::audit::user(admin),
+            "partner.create",
+            &subject,
+            None,
+            Some(&after),
+        )
+        .await?;
         tx.commit().await?;
         let webhook_secret = hex::encode(self.webhook_key(partner_id));
-        Ok(CreatedPartner { partner_id, name: name.to_owned(), client_id, client_secret, webhook_secret })
+        Ok(CreatedPartner {
+            partner_id,
+            name: name.to_owned(),
+            client_id,
+            client_secret,
+            webhook_secret,
+        })
     }
 
     /// The key a partner's webhooks are signed with: derived, so it is never stored.
@@ -187,7 +204,8 @@ impl Partners {
             .get(offering_id)
             .ok_or_else(|| ApiError::field(ErrorCode::OfferingNotFound, "offering_id"))?;
         let number = partner_number(partner_id)?;
-        if units == 0 || units % offering.config.lot != 0 || i64::try_from(units).is_err() {
+        if units == 0 || !units.is_multiple_of(offering.config.lot) || i64::try_from(units).is_err()
+        {
             return Err(ApiError::validation("units", "a positive multiple of the lot"));
         }
         if !store::exists(&self.db.get().await?, partner_id).await? {
@@ -197,7 +215,10 @@ impl Partners {
         match tokio::time::timeout(self.ledger_timeout, grant).await {
             Err(_) => return Err(ApiError::ledger_timeout()),
             Ok(Err(allot_ledger::LedgerError::Conflict(_))) => {
-                return Err(ApiError::validation("units", "the partner already has another allocation here"))
+                return Err(ApiError::validation(
+                    "units",
+                    "the partner already has another allocation here",
+                ))
             }
             Ok(other) => other?,
         }
@@ -206,8 +227,15 @@ impl Partners {
         let units = store::set_allocation(&tx, partner_id, offering_id, units as i64).await?;
         let after = serde_json::json!({ "offering_id": offering_id, "units": units });
         let subject = format!("partner:{partner_id}");
-        crate::audit::append(&tx, &crate::audit::user(admin), "partner.allocation", &subject, None, Some(&after))
-            .await?;
+        crate::audit::append(
+            &tx,
+            &crate::audit::user(admin),
+            "partner.allocation",
+            &subject,
+            None,
+            Some(&after),
+        )
+        .await?;
         tx.commit().await?;
         Ok(units)
     }
@@ -243,9 +271,10 @@ impl Partners {
         let unauthorized = || ApiError::new(ErrorCode::Unauthorized);
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
-        let claims = decode::<PartnerClaims>(bearer.ok_or_else(unauthorized)?, &self.decoding, &validation)
-            .map_err(|_| unauthorized())?
-            .claims;
+        let claims =
+            decode::<PartnerClaims>(bearer.ok_or_else(unauthorized)?, &self.decoding, &validation)
+                .map_err(|_| unauthorized())?
+                .claims;
         let partner: i32 = claims.sub.parse().map_err(|_| unauthorized())?;
         let number = partner_number(partner).map_err(|_| unauthorized())?;
         if let Some(limiter) = &self.limiter {
@@ -304,8 +333,15 @@ impl Partners {
                 "quantity": reservation.quantity,
             });
             let actor = format!("partner:{partner}");
-            crate::audit::append(&client, &actor, "partner.reserve", &crate::audit::user(person), None, Some(&after))
-                .await?;
+            crate::audit::append(
+                &client,
+                &actor,
+                "partner.reserve",
+                &crate::audit::user(person),
+                None,
+                Some(&after),
+            )
+            .await?;
         }
         Ok((reservation, replayed))
     }

@@ -177,8 +177,14 @@ impl Ledger {
     /// Places a hold, or tells precisely why not. Never oversells: the stock account cannot
     /// go below zero and the quota account cannot exceed the per-person maximum.
     pub async fn hold(&self, spec: &OfferingSpec, req: &HoldRequest) -> Result<HoldOutcome> {
-        if let Err(rejection) = check_request(spec, req) {
-            return Ok(HoldOutcome::Rejected(rejection));
+        match check_request(spec, req) {
+            Ok(()) => {}
+            // The minimum is a person's, not an order's: once they hold at least it, a
+            // top-up of whole lots below it is fine (and meets the cap like any hold). Only
+            // this rare path pays the extra lookup.
+            Err(HoldRejection::BelowMinimum)
+                if req.quantity > 0 && self.holds_minimum(spec, req.person).await? => {}
+            Err(rejection) => return Ok(HoldOutcome::Rejected(rejection)),
         }
         let Some(timeout) = req.deadline.timeout_seconds(SystemTime::now()) else {
             return Ok(HoldOutcome::Rejected(HoldRejection::TimeoutOutOfRange));
@@ -289,6 +295,15 @@ impl Ledger {
         Ok((quantity >= spec.min_quantity).then_some(quantity))
     }
 
+    /// Whether the person holds (pending or owned) at least the offering's minimum.
+    async fn holds_minimum(&self, spec: &OfferingSpec, person: u64) -> Result<bool> {
+        let found =
+            self.reply(self.client.lookup_accounts(vec![spec.holding_account(person)])).await??;
+        Ok(found
+            .first()
+            .is_some_and(|a| a.credits_pending() + a.credits_posted() >= spec.min_quantity))
+    }
+
     async fn replayed_hold(&self, req: &HoldRequest, attempt: u8) -> Result<HoldOutcome> {
         let id = ids::transfer_id(TransferKind::HoldStock { attempt }, req.id.get());
         let found = self.reply(self.client.lookup_transfers(vec![id])).await??;
@@ -308,7 +323,7 @@ fn check_request(spec: &OfferingSpec, req: &HoldRequest) -> Result<(), HoldRejec
     if spec.zone(req.zone).is_none() {
         return Err(HoldRejection::UnknownZone);
     }
-    if req.quantity < spec.min_quantity {
+    if req.quantity == 0 {
         return Err(HoldRejection::BelowMinimum);
     }
     if !req.quantity.is_multiple_of(spec.lot) {
@@ -316,6 +331,10 @@ fn check_request(spec: &OfferingSpec, req: &HoldRequest) -> Result<(), HoldRejec
     }
     if req.quantity > spec.max_per_person {
         return Err(HoldRejection::AboveMaximum);
+    }
+    // Last: the caller may still accept it as a top-up (see `Ledger::hold`).
+    if req.quantity < spec.min_quantity {
+        return Err(HoldRejection::BelowMinimum);
     }
     Ok(())
 }

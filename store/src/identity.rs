@@ -80,7 +80,10 @@ pub async fn insert_user(
 
 /// Gives credentials to a row a partner created for this identity; `DuplicateIdentity`
 /// when the identity's row already has some (or the email is taken).
-async fn claim_customer(client: &impl GenericClient, user: &NewUser<'_>) -> Result<UserInsert, Error> {
+async fn claim_customer(
+    client: &impl GenericClient,
+    user: &NewUser<'_>,
+) -> Result<UserInsert, Error> {
     let claimed = client
         .query_opt(
             "UPDATE users SET email = $2, password_hash = $3, display_name = $4, locale = $5,
@@ -262,13 +265,12 @@ pub async fn password_hash(
     client: &impl GenericClient,
     user_id: i64,
 ) -> Result<Option<String>, Error> {
-    let row =
-        client
-            .query_opt(
-                "SELECT password_hash FROM users WHERE user_id = $1 AND password_hash IS NOT NULL",
-                &[&user_id],
-            )
-            .await?;
+    let row = client
+        .query_opt(
+            "SELECT password_hash FROM users WHERE user_id = $1 AND password_hash IS NOT NULL",
+            &[&user_id],
+        )
+        .await?;
     Ok(row.map(|row| row.get(0)))
 }
 

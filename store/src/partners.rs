@@ -39,7 +39,9 @@ pub struct PartnerCredentials {
 
 impl std::fmt::Debug for PartnerCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartnerCredentials").field("partner_id", &self.partner_id).finish_non_exhaustive()
+        f.debug_struct("PartnerCredentials")
+            .field("partner_id", &self.partner_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +50,10 @@ pub async fn by_client_id(
     client_id: &str,
 ) -> Result<Option<PartnerCredentials>, Error> {
     let row = client
-        .query_opt("SELECT partner_id, secret_hash FROM partners WHERE client_id = $1", &[&client_id])
+        .query_opt(
+            "SELECT partner_id, secret_hash FROM partners WHERE client_id = $1",
+            &[&client_id],
+        )
         .await?;
     Ok(row.map(|r| PartnerCredentials { partner_id: r.get(0), secret_hash: r.get(1) }))
 }

@@ -161,9 +161,9 @@ mod tests {
     fn the_migrations_allow_exactly_these_words() {
         let sql: String =
             ["V1__core.sql", "V2__payments.sql", "V5__waitlist.sql", "V20__identity_kinds.sql"]
-            .iter()
-            .map(|f| std::fs::read_to_string(format!("migrations/{f}")).unwrap())
-            .collect();
+                .iter()
+                .map(|f| std::fs::read_to_string(format!("migrations/{f}")).unwrap())
+                .collect();
         let words = ReservationStatus::ALL.iter().map(|s| s.as_str());
         let words = words.chain(IntentStatus::ALL.iter().map(|s| s.as_str()));
         let words = words.chain(NotificationOutcome::ALL.iter().map(|s| s.as_str()));

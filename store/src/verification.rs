@@ -56,7 +56,9 @@ pub struct Contact {
 
 impl std::fmt::Debug for Contact {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Contact").field("identity_kind", &self.identity_kind).finish_non_exhaustive()
+        f.debug_struct("Contact")
+            .field("identity_kind", &self.identity_kind)
+            .finish_non_exhaustive()
     }
 }
 

@@ -20,7 +20,13 @@ fn national_id() -> String {
     digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
 }
 
-async fn call(app: &TestApp, method: Method, path: &str, bearer: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    bearer: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = app.client.request(method, app.url(path)).bearer_auth(bearer);
     if let Some(body) = body {
         req = req.json(&body);
@@ -39,7 +45,8 @@ async fn partner(app: &TestApp, offering: &str, units: u64) -> (i64, String, Str
     assert_eq!(status, 201, "{created}");
     let id = created["partner_id"].as_i64().unwrap();
     let path = format!("/v1/admin/partners/{id}/allocations/{offering}");
-    let (status, granted) = call(app, Method::PUT, &path, &admin, Some(json!({"units": units}))).await;
+    let (status, granted) =
+        call(app, Method::PUT, &path, &admin, Some(json!({"units": units}))).await;
     assert_eq!(status, 200, "{granted}");
     assert_eq!(granted["units"], units);
     let client_id = created["client_id"].as_str().unwrap().to_owned();
@@ -51,7 +58,11 @@ async fn partner_token(app: &TestApp, client_id: &str, secret: &str) -> (u16, Va
     let res = app
         .client
         .post(app.url("/v1/partner/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
         .send()
         .await
         .unwrap();
@@ -59,7 +70,13 @@ async fn partner_token(app: &TestApp, client_id: &str, secret: &str) -> (u16, Va
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn partner_reserve(app: &TestApp, token: &str, offering: &str, key: &str, body: Value) -> (u16, Value) {
+async fn partner_reserve(
+    app: &TestApp,
+    token: &str,
+    offering: &str,
+    key: &str,
+    body: Value,
+) -> (u16, Value) {
     let res = app
         .client
         .post(app.url(&format!("/v1/partner/offerings/{offering}/reservations")))
@@ -93,7 +110,8 @@ async fn verified_citizen(app: &TestApp, national_id: &str) -> (i64, String) {
     let (status, _) = call(app, Method::POST, "/v1/me/kyc", &token, None).await;
     assert_eq!(status, 201);
     let path = format!("/v1/sandbox/kyc/{user}");
-    let (status, v) = call(app, Method::POST, &path, &token, Some(json!({"decision": "approved"}))).await;
+    let (status, v) =
+        call(app, Method::POST, &path, &token, Some(json!({"decision": "approved"}))).await;
     assert_eq!((status, v["verification"].as_str()), (200, Some("verified")));
     (user, token)
 }
@@ -109,7 +127,8 @@ async fn a_partner_tops_up_a_customer_to_the_cap_and_no_further_and_stays_within
     // The customer holds 49,000,000 baht directly.
     let citizen_id = national_id();
     let (user, citizen) = verified_citizen(&app, &citizen_id).await;
-    let (status, direct) = app.reserve(&citizen, "bond-2026", "d1", json!({"quantity": 49_000_000})).await;
+    let (status, direct) =
+        app.reserve(&citizen, "bond-2026", "d1", json!({"quantity": 49_000_000})).await;
     assert_eq!(status, 201, "{direct}");
 
     // Through the partner: 1,000,000 more succeeds; retried, it is the same hold.
@@ -151,21 +170,28 @@ async fn a_partner_tops_up_a_customer_to_the_cap_and_no_further_and_stays_within
     assert_eq!(allocation.remaining, 0);
 
     // The partner lists its customers' reservations (from the projection).
-    let mut listed = Value::Null;
-    app.eventually(std::time::Duration::from_secs(10), || async {
-        let (status, list) = call(&app, Method::GET, "/v1/partner/reservations", &token, None).await;
+    let list = || async {
+        let (status, list) =
+            call(&app, Method::GET, "/v1/partner/reservations", &token, None).await;
         assert_eq!(status, 200, "{list}");
-        listed = list;
-        listed.as_array().is_some_and(|l| l.len() == 2)
+        list
+    };
+    app.eventually(std::time::Duration::from_secs(10), || async {
+        list().await.as_array().is_some_and(|l| l.len() == 2)
     })
     .await;
+    let listed = list().await;
     let ids: Vec<&str> =
         listed.as_array().unwrap().iter().map(|r| r["reservation_id"].as_str().unwrap()).collect();
     assert!(ids.contains(&first["reservation_id"].as_str().unwrap()), "{listed}");
     assert!(listed.as_array().unwrap().iter().any(|r| r["customer"] == user), "{listed}");
     // The customer's own list shows their direct reservation only.
-    let (_, mine) = call(&app, Method::GET, "/v1/reservations", &citizen, None).await;
-    assert!(mine.as_array().unwrap().iter().all(|r| r["reservation_id"] != first["reservation_id"]));
+    let (_, mine) = call(&app, Method::GET, "/v1/me/reservations", &citizen, None).await;
+    assert!(mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["reservation_id"] != first["reservation_id"]));
 
     // Every hold a partner placed is audited, once.
     let audited: i64 = app
@@ -194,13 +220,17 @@ async fn partner_credentials_and_tokens_are_their_own() {
     // A partner's token is no person's.
     let (_, token) = partner_token(&app, &client_id, &secret).await;
     let token = token["access_token"].as_str().unwrap().to_owned();
-    let (status, _) = app.reserve(&token, "concert-r1", "k", json!({"quantity": 1, "zone": "b"})).await;
+    let (status, _) =
+        app.reserve(&token, "concert-r1", "k", json!({"quantity": 1, "zone": "b"})).await;
     assert_eq!(status, 401);
     // The secret is stored only hashed.
     let stored: i64 = app
         .db()
         .await
-        .query_one("SELECT count(*) FROM partners p WHERE p::text LIKE '%' || $1 || '%'", &[&secret])
+        .query_one(
+            "SELECT count(*) FROM partners p WHERE p::text LIKE '%' || $1 || '%'",
+            &[&secret],
+        )
         .await
         .unwrap()
         .get(0);

@@ -476,6 +476,17 @@ async fn a_partner_hold_draws_on_its_allocation_and_the_persons_cap_together() {
         ledger.hold(&spec, &via_partner(3, 1, 1_000)).await.unwrap(),
         HoldOutcome::PersonLimitExceeded
     );
+    // The minimum is the person's: someone holding nothing cannot take one lot...
+    let lone = request(hold_id(&spec, 30), 30, 1_000, 600);
+    assert_eq!(
+        ledger.hold(&spec, &lone).await.unwrap(),
+        HoldOutcome::Rejected(HoldRejection::BelowMinimum)
+    );
+    // ...while someone holding at least the minimum tops up by a lot.
+    let base = request(hold_id(&spec, 31), 31, 5_000, 600);
+    assert!(matches!(ledger.hold(&spec, &base).await.unwrap(), HoldOutcome::Held(_)));
+    let topup = request(hold_id(&spec, 32), 31, 1_000, 600);
+    assert!(matches!(ledger.hold(&spec, &topup).await.unwrap(), HoldOutcome::Held(_)));
     // A retry of the partner's call is the same hold, held once.
     let HoldOutcome::Held(again) = ledger.hold(&spec, &first).await.unwrap() else { panic!() };
     assert!(again.replayed);

@@ -83,7 +83,10 @@ impl Document {
             .flatten()
             .any(|v| v.len() > INPUT_BYTES_MAX)
         {
-            return Err(ApiError::validation("identity", format!("at most {INPUT_BYTES_MAX} bytes")));
+            return Err(ApiError::validation(
+                "identity",
+                format!("at most {INPUT_BYTES_MAX} bytes"),
+            ));
         }
         let only = |allowed: &[&str]| -> ApiResult<()> {
             let given = [("country", input.country.is_some()), ("mrz", input.mrz.is_some())];
@@ -98,13 +101,15 @@ impl Document {
         match IdentityKind::parse(&input.kind) {
             Some(IdentityKind::ThaiNationalId) => {
                 only(&[])?;
-                let id = NationalId::parse(required(number, "identity.number")?)
-                    .map_err(|_| ApiError::field(ErrorCode::InvalidNationalId, "identity.number"))?;
+                let id = NationalId::parse(required(number, "identity.number")?).map_err(|_| {
+                    ApiError::field(ErrorCode::InvalidNationalId, "identity.number")
+                })?;
                 Ok(Document::ThaiNationalId(id))
             }
             Some(IdentityKind::Passport) => {
                 only(&["country", "mrz"])?;
-                let country = parse_country(required(input.country.as_deref(), "identity.country")?)?;
+                let country =
+                    parse_country(required(input.country.as_deref(), "identity.country")?)?;
                 let number = parse_passport_number(required(number, "identity.number")?)?;
                 if let Some(zone) = input.mrz.as_deref() {
                     check_zone(zone, country, &number)?;
@@ -244,7 +249,12 @@ fn parse_phone(raw: &str) -> ApiResult<String> {
 mod tests {
     use super::*;
 
-    fn input(kind: &str, country: Option<&str>, number: Option<&str>, mrz: Option<&str>) -> IdentityInput {
+    fn input(
+        kind: &str,
+        country: Option<&str>,
+        number: Option<&str>,
+        mrz: Option<&str>,
+    ) -> IdentityInput {
         IdentityInput {
             kind: kind.into(),
             country: country.map(Into::into),
@@ -260,7 +270,8 @@ mod tests {
 
     #[test]
     fn a_passport_needs_a_real_country_and_a_sane_number() {
-        let ok = Document::parse(&input("passport", Some("kor"), Some("m1234 5678"), None), "a@b.c");
+        let ok =
+            Document::parse(&input("passport", Some("kor"), Some("m1234 5678"), None), "a@b.c");
         assert_eq!(ok.unwrap(), Document::Passport { country: "KOR", number: "M12345678".into() });
         for (country, number, field) in [
             ("XYZ", "M12345678", "identity.country"),
@@ -281,11 +292,15 @@ mod tests {
         };
         assert!(with("L898902C3", KOR_ZONE).is_ok());
         let e = with("L898902C4", KOR_ZONE).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), (ErrorCode::InvalidPassport, Some("identity.mrz")));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::InvalidPassport, Some("identity.mrz"))
+        );
         let e = with("L898902C3", &KOR_ZONE.replace("7408122", "7408123")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("identity.mrz"));
-        let e = Document::parse(&input("passport", Some("JPN"), Some("L898902C3"), Some(KOR_ZONE)), "")
-            .unwrap_err();
+        let e =
+            Document::parse(&input("passport", Some("JPN"), Some("L898902C3"), Some(KOR_ZONE)), "")
+                .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("identity.mrz"));
     }
 

@@ -155,7 +155,8 @@ pub fn from_settings(
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!("kyc_url must be http(s)://...; got {url}"));
     }
-    let callback_key = crate::secrets::decode("kyc_callback_secret", callback_secret.expose_secret())?;
+    let callback_key =
+        crate::secrets::decode("kyc_callback_secret", callback_secret.expose_secret())?;
     let client =
         reqwest::Client::builder().timeout(PROVIDER_TIMEOUT).build().map_err(|e| e.to_string())?;
     Ok(Some(Arc::new(HttpProvider { client, url: url.to_owned(), key: key.clone(), callback_key })))
@@ -262,8 +263,15 @@ impl Identity {
             "request_id": request_id,
         });
         let before = before.map(|v| serde_json::json!({ "verification": v.as_str() }));
-        crate::audit::append(&tx, &actor, "identity.kyc_request", &actor, before.as_ref(), Some(&after))
-            .await?;
+        crate::audit::append(
+            &tx,
+            &actor,
+            "identity.kyc_request",
+            &actor,
+            before.as_ref(),
+            Some(&after),
+        )
+        .await?;
         tx.commit().await?;
         self.tokens.verifications.insert(user_id, false, std::time::SystemTime::now());
         let opened = Opened {
@@ -326,7 +334,8 @@ impl Identity {
         let before = store::set_verification(&tx, user_id, to).await?;
         let actor = crate::audit::system(&format!("kyc:{provider}"));
         let before = before.map(|v| serde_json::json!({ "verification": v.as_str() }));
-        let after = serde_json::json!({ "verification": to.as_str(), "request_id": request.request_id });
+        let after =
+            serde_json::json!({ "verification": to.as_str(), "request_id": request.request_id });
         crate::audit::append(
             &tx,
             &actor,
@@ -363,9 +372,8 @@ impl Identity {
         if caller != user_id {
             return Err(not_found());
         }
-        let open = store::open_kyc_request(&self.db.get().await?, user_id)
-            .await?
-            .ok_or_else(not_found)?;
+        let open =
+            store::open_kyc_request(&self.db.get().await?, user_id).await?.ok_or_else(not_found)?;
         let body = serde_json::to_vec(&Callback { request_id: open.request_id, decision })
             .map_err(ApiError::internal)?;
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
@@ -396,7 +404,9 @@ mod tests {
         assert!(authenticate(key, Some(&ts), Some(&good), tampered, now).is_err());
         assert!(authenticate(key, Some(&ts), Some(&good), body, now + 301).is_err());
         assert!(authenticate(key, None, Some(&good), body, now).is_err());
-        assert!(authenticate(key, Some(&ts), Some(good.trim_start_matches("v1=")), body, now).is_err());
+        assert!(
+            authenticate(key, Some(&ts), Some(good.trim_start_matches("v1=")), body, now).is_err()
+        );
     }
 
     #[test]

@@ -56,8 +56,8 @@ pub fn parse_td3(zone: &str) -> Result<Td3, MrzError> {
     }
     // The personal number's check digit may be a filler when the field is all fillers.
     let personal = &l2[28..42];
-    let personal_ok = check_digit(personal) == l2[42]
-        || (l2[42] == b'<' && personal.iter().all(|c| *c == b'<'));
+    let personal_ok =
+        check_digit(personal) == l2[42] || (l2[42] == b'<' && personal.iter().all(|c| *c == b'<'));
     if !personal_ok {
         return Err(MrzError::CheckDigit(43));
     }
@@ -117,7 +117,8 @@ mod tests {
 
     #[test]
     fn every_altered_check_digit_of_the_specimen_is_refused() {
-        for (at, field) in [(10, "number"), (20, "birth"), (28, "expiry"), (43, "personal"), (44, "all")]
+        for (at, field) in
+            [(10, "number"), (20, "birth"), (28, "expiry"), (43, "personal"), (44, "all")]
         {
             let printed = SPECIMEN_2.as_bytes()[at - 1];
             for digit in (b'0'..=b'9').filter(|d| *d != printed) {

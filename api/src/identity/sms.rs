@@ -103,7 +103,8 @@ mod tests {
 
     #[test]
     fn sms_url_picks_the_sender() {
-        let pick = |url: &str| from_settings(url, &Secret::default()).map(|s| s.map(|s| format!("{s:?}")));
+        let pick =
+            |url: &str| from_settings(url, &Secret::default()).map(|s| s.map(|s| format!("{s:?}")));
         assert_eq!(pick("none").unwrap(), None);
         assert!(pick("log").unwrap().unwrap().contains("LogSms"));
         assert!(pick("https://sms.example/send").unwrap().unwrap().contains("HttpSms"));
@@ -112,7 +113,8 @@ mod tests {
 
     #[test]
     fn debug_names_neither_number_nor_text() {
-        let sms = Sms { to: "+66812345678".into(), text: "code 123456".into(), send_key: "k".into() };
+        let sms =
+            Sms { to: "+66812345678".into(), text: "code 123456".into(), send_key: "k".into() };
         let printed = format!("{sms:?}");
         assert!(!printed.contains("812345678") && !printed.contains("123456"), "{printed}");
     }

@@ -84,9 +84,7 @@ impl TokenKeys {
             validation,
             access_seconds,
             revoked: Revocations::new(Duration::from_secs(access_seconds + LEEWAY_SECONDS)),
-            verifications: Verifications::new(Duration::from_secs(
-                access_seconds + LEEWAY_SECONDS,
-            )),
+            verifications: Verifications::new(Duration::from_secs(access_seconds + LEEWAY_SECONDS)),
         }
     }
 

@@ -53,16 +53,27 @@ impl Identity {
         let text = crate::i18n::text(&contact.locale, MESSAGE_IDS[0], &[("code", code.clone())]);
         match contact.identity_kind {
             IdentityKind::Phone => {
-                let sms = self.sms.as_ref().ok_or_else(|| ApiError::new(ErrorCode::ServiceUnavailable))?;
+                let sms = self
+                    .sms
+                    .as_ref()
+                    .ok_or_else(|| ApiError::new(ErrorCode::ServiceUnavailable))?;
                 let raw = number.ok_or_else(|| {
                     ApiError::validation("number", "the phone number this account registered")
                 })?;
-                let input = IdentityInput { kind: "phone".into(), number: Some(raw.into()), ..Default::default() };
+                let input = IdentityInput {
+                    kind: "phone".into(),
+                    number: Some(raw.into()),
+                    ..Default::default()
+                };
                 let phone = Document::parse(&input, "")?;
                 if phone.lookup_hash(&self.identity_key)[..] != contact.identity_hash[..] {
-                    return Err(ApiError::validation("number", "not the number this account registered"));
+                    return Err(ApiError::validation(
+                        "number",
+                        "not the number this account registered",
+                    ));
                 }
-                store::put_code(&client, user_id, &self.code_hash(user_id, &code), CODE_SECONDS).await?;
+                store::put_code(&client, user_id, &self.code_hash(user_id, &code), CODE_SECONDS)
+                    .await?;
                 let to = phone.expose_value().to_owned();
                 sms.send(&Sms { to, text, send_key }).await.map_err(|e| {
                     tracing::warn!(error = %e, "sending a code by text failed");
@@ -70,8 +81,12 @@ impl Identity {
                 })?;
             }
             IdentityKind::Email => {
-                let sender = self.email.as_ref().ok_or_else(|| ApiError::new(ErrorCode::ServiceUnavailable))?;
-                store::put_code(&client, user_id, &self.code_hash(user_id, &code), CODE_SECONDS).await?;
+                let sender = self
+                    .email
+                    .as_ref()
+                    .ok_or_else(|| ApiError::new(ErrorCode::ServiceUnavailable))?;
+                store::put_code(&client, user_id, &self.code_hash(user_id, &code), CODE_SECONDS)
+                    .await?;
                 let subject = crate::i18n::text(&contact.locale, MESSAGE_IDS[1], &[]);
                 let message = Message {
                     send_key,
@@ -118,9 +133,17 @@ impl Identity {
         let before = store::set_verification(&tx, user_id, Verification::Verified).await?;
         let actor = crate::audit::user(user_id);
         let before = before.map(|v| serde_json::json!({ "verification": v.as_str() }));
-        let after = serde_json::json!({ "verification": Verification::Verified.as_str(), "by": "code" });
-        crate::audit::append(&tx, &actor, "identity.verified", &actor, before.as_ref(), Some(&after))
-            .await?;
+        let after =
+            serde_json::json!({ "verification": Verification::Verified.as_str(), "by": "code" });
+        crate::audit::append(
+            &tx,
+            &actor,
+            "identity.verified",
+            &actor,
+            before.as_ref(),
+            Some(&after),
+        )
+        .await?;
         tx.commit().await?;
         self.tokens.verifications.insert(user_id, true, SystemTime::now());
         tracing::info!(user_id, "identity verified by code");

@@ -18,8 +18,8 @@ use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
-use crate::identity::sessions::Tokens;
 use crate::identity::kinds::IdentityInput;
+use crate::identity::sessions::Tokens;
 use crate::identity::users::{self, IdentityField, Registration};
 use crate::identity::Role;
 use crate::state::AppState;
@@ -86,7 +86,9 @@ pub async fn register(
     let identity = match (&body.national_id, &body.identity) {
         (Some(national_id), None) => IdentityField::NationalId(national_id),
         (None, Some(identity)) => IdentityField::Identity(identity),
-        _ => return Err(ApiError::validation("identity", "give national_id or identity, not both")),
+        _ => {
+            return Err(ApiError::validation("identity", "give national_id or identity, not both"))
+        }
     };
     let registration = Registration::parse(
         identity,

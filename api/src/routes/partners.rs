@@ -22,11 +22,7 @@ use crate::reservations::{check_key, Reservation};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create)
-        .service(allocate)
-        .service(token)
-        .service(reserve)
-        .service(list);
+    cfg.service(create).service(allocate).service(token).service(reserve).service(list);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,7 +51,8 @@ pub async fn create(
     body: web::Json<CreatePartner>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
-    let created = state.partners.create(who.user_id, &body.name, body.webhook_url.as_deref()).await?;
+    let created =
+        state.partners.create(who.user_id, &body.name, body.webhook_url.as_deref()).await?;
     Ok(HttpResponse::Created().insert_header((CACHE_CONTROL, "no-store")).json(created))
 }
 
@@ -96,7 +93,8 @@ pub async fn allocate(
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
     let (partner_id, offering_id) = path.into_inner();
-    let units = state.partners.set_allocation(who.user_id, partner_id, &offering_id, body.units).await?;
+    let units =
+        state.partners.set_allocation(who.user_id, partner_id, &offering_id, body.units).await?;
     Ok(HttpResponse::Ok().json(Allocation { partner_id, offering_id, units }))
 }
 

@@ -16,7 +16,11 @@ use crate::identity::kyc::{Callback, Decision, KycView, HEADER_SIGNATURE, HEADER
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(send_code).service(verify_code).service(start_kyc).service(callback).service(sandbox);
+    cfg.service(send_code)
+        .service(verify_code)
+        .service(start_kyc)
+        .service(callback)
+        .service(sandbox);
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
