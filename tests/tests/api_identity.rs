@@ -161,7 +161,8 @@ async fn a_registered_citizen_signs_in_by_email_or_national_id() {
     assert_eq!(
         me,
         json!({"user_id": user_id, "email": "somchai.j@example.com", "display_name": "สมชาย ใจดี",
-               "locale": "ja", "role": "citizen", "mfa_enabled": false})
+               "locale": "ja", "role": "citizen", "mfa_enabled": false,
+               "identity": {"kind": "thai_national_id", "country": null, "verification": "unverified"}})
     );
     let claims = app.state.tokens.verify(access(&by_email)).unwrap();
     assert_eq!((claims.sub, claims.role, claims.mfa), (user_id.to_string(), Role::Citizen, false));
