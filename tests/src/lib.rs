@@ -1,7 +1,7 @@
 //! `allot-tests`: the harness that starts real TigerBeetle (and, later, Postgres) for the
-//! integration tests in `tests/tests/`, the in-process API (`app`), the architecture's
-//! invariants checked over the source tree (`architecture`), and the benchmark drivers in
-//! `src/bin/`.
+//! integration tests in `tests/tests/`, the in-process API (`app`), headless Chromium driven
+//! over the DevTools protocol (`browser`), the architecture's invariants checked over the
+//! source tree (`architecture`), and the benchmark drivers in `src/bin/`.
 //!
 //! Every integration test carries `#[allot_tests::test]` ([`test`]): `#[tokio::test]` with
 //! its body under [`bounded`], so a hung wait fails the test by name instead of hanging CI.
@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod architecture;
+pub mod browser;
 pub mod finance;
 pub mod postgres;
 pub mod process;

@@ -1,14 +1,16 @@
 //! The finance endpoints of the API, against real TigerBeetle and Postgres: the regulator's
 //! streamed export verifies with `reconcile export verify` (and fails once tampered with),
-//! officials' live report has the sale's figures, and the dashboard renders them in real
-//! headless Chromium, which writes a screenshot.
+//! officials' live report has the sale's figures, and the dashboard shows them in real
+//! headless Chromium (read from the DOM over the DevTools protocol), updated live when a
+//! reservation is made while it is open.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use allot_api::identity::Role;
 use allot_tests::app::TestApp;
-use allot_tests::finance::{export_public_key, reconcile, sale, text};
+use allot_tests::browser::Page;
+use allot_tests::finance::{export_public_key, reconcile, reserve, sale, text};
 use serde_json::Value;
 
 #[allot_tests::test]
@@ -61,48 +63,39 @@ async fn a_regulator_downloads_a_signed_export_that_verifies() {
     assert_eq!(row.get::<_, String>(0), "user:7");
 }
 
-fn chromium() -> PathBuf {
-    let candidates = [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into()];
-    let found = candidates.iter().find(|c| !c.is_empty() && Path::new(c).exists());
-    PathBuf::from(found.expect(
-        "no Chromium: install Debian's `chromium` (./ops/test does) or set CHROMIUM to its path",
-    ))
-}
-
-/// Runs headless Chromium on `url` with `args`; returns its standard output.
-async fn headless(args: &[String], url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let child = tokio::process::Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1280,900",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(url)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), child)
-        .await
-        .expect("chromium finished within 60 s")
-        .expect("chromium runs");
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn screenshot_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The dashboard's figures as the page shows them: each card's text, the labels' text, the
+/// live indicator and whether the chart drew its funds line.
+const FIGURES_JS: &str = r#"(function () {
+  var text = function (k) { var e = document.querySelector('[data-k="' + k + '"]'); return e && e.textContent; };
+  var chart = document.getElementById("chart"), status = document.getElementById("status");
+  if (!chart || !status) return null;
+  return {
+    held: text("held"), remaining: text("remaining"), confirmed: text("confirmed"),
+    cancelled: text("cancelled"), deposits: text("deposits_collected_satang"),
+    labels: Array.prototype.map.call(document.querySelectorAll(".card .label"), function (e) { return e.textContent; }),
+    state: status.getAttribute("data-state"),
+    funds_line: !!chart.querySelector("polyline") && chart.getAttribute("data-rendered") === "1"
+  };
+})()"#;
+
+/// Baht as the page formats them: the narrow symbol, thousands grouped, two decimals.
+fn baht(satang: u64) -> String {
+    let whole = (satang / 100).to_string();
+    let mut grouped = String::new();
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    format!("฿{grouped}.{:02}", satang % 100)
 }
 
 #[allot_tests::test]
@@ -161,32 +154,33 @@ async fn officials_see_live_figures_and_a_dashboard_in_thai_and_english() {
     assert!(first.starts_with("event: report\ndata: {"), "{first}");
     assert!(first.contains(&format!("\"deposits_collected_satang\":{deposits}")), "{first}");
 
-    let baht = format!("฿{}.{:02}", deposits / 100, deposits % 100);
-    let baht = if deposits >= 100_000 {
-        let whole = (deposits / 100).to_string();
-        let (head, tail) = whole.split_at(whole.len() - 3);
-        format!("฿{head},{tail}.{:02}", deposits % 100)
-    } else {
-        baht
-    };
+    // In a real browser: the figures are in the DOM, in the language asked for, and a
+    // reservation made while the page is open reaches it through the event stream.
+    let deposits = baht(deposits);
+    let mut held = 1;
     for (lang, label) in [("th", "ยืนยันแล้ว"), ("en", "Confirmed")] {
-        let url = format!("{dashboard}&lang={lang}");
-        let dom = headless(&["--dump-dom".into()], &url).await;
-        assert!(dom.contains(label), "{lang}: {dom}");
-        assert!(dom.contains(&baht), "{lang}: deposits {baht} not shown: {dom}");
-        assert!(dom.contains("data-k=\"confirmed\">5<"), "{lang}: {dom}");
-        assert!(dom.contains("data-rendered=\"1\""), "{lang}: the chart did not render: {dom}");
-        assert!(dom.contains("<polyline"), "{lang}: no funds line: {dom}");
+        let mut page = Page::open(&format!("{dashboard}&lang={lang}")).await;
+        let live = |f: &Value| f["state"] == "live" && f["funds_line"] == true;
+        let shown = page.wait_for(FIGURES_JS, Duration::from_secs(30), live).await;
+        assert_eq!(shown["confirmed"], "5", "{lang}: {shown}");
+        assert_eq!(shown["cancelled"], "4", "{lang}: {shown}");
+        assert_eq!(shown["held"], held.to_string(), "{lang}: {shown}");
+        assert_eq!(shown["remaining"], (95 - held).to_string(), "{lang}: {shown}");
+        assert_eq!(shown["deposits"], deposits, "{lang}: {shown}");
+        assert!(shown["labels"].as_array().unwrap().iter().any(|l| l == label), "{lang}: {shown}");
+
+        // Two more seats held while the page is open: the next event shows them.
+        reserve(&app, "api-report", 2).await;
+        held += 2;
+        let updated = page
+            .wait_for(FIGURES_JS, Duration::from_secs(15), |f| f["held"] == held.to_string())
+            .await;
+        assert_eq!(updated["remaining"], (95 - held).to_string(), "{lang}: {updated}");
+        assert_eq!(updated["confirmed"], "5", "{lang}: {updated}");
+
+        // A picture for people to look at; the assertions above are the test.
         let file = screenshot_dir().join(format!("dashboard-{lang}.png"));
-        let _ = std::fs::remove_file(&file);
-        headless(&[format!("--screenshot={}", file.display())], &url).await;
-        let png =
-            std::fs::read(&file).unwrap_or_else(|_| panic!("no screenshot at {}", file.display()));
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 10_000,
-            "{} is not a page",
-            file.display()
-        );
+        page.screenshot(&file).await;
         println!("screenshot: {}", file.display());
     }
 }
