@@ -471,11 +471,20 @@ async fn operability_endpoints() {
     assert_eq!(ready, json!({"status": "ok", "tigerbeetle": "ok", "postgres": "ok"}));
 
     let (_, token) = app.citizen();
-    app.reserve(&token, "concert-r1", "m", json!({"quantity": 1, "zone": "b"})).await;
+    let (status, held) =
+        app.reserve(&token, "concert-r1", "m", json!({"quantity": 1, "zone": "b"})).await;
+    assert_eq!(
+        (status, held["status"].as_str(), held["quantity"].as_u64(), held["zone"].as_str()),
+        (201, Some("held"), Some(1), Some("b")),
+        "{held}"
+    );
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("allot_http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/v1/offerings/{id}/reservations\""));
-    assert!(metrics.contains("allot_holds_total"));
+    assert!(
+        metrics.lines().any(|l| l.starts_with("allot_holds_total{offering=\"concert-r1\"} ")),
+        "the hold is counted for its offering: {metrics}"
+    );
     assert!(metrics.contains("allot_ledger_batch_holds"), "TigerBeetle batch sizes");
     assert!(metrics.contains("allot_projector_lag_seconds"));
     assert!(metrics.contains("allot_http_request_duration_seconds"));
