@@ -1,7 +1,7 @@
 //! Identity over HTTP: registration, sign-in, refresh rotation, sign-out, TOTP, roles and the
 //! dev admin, against the real app with real Postgres and TigerBeetle.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use allot_api::identity::{totp, Role};
 use allot_tests::app::TestApp;
@@ -317,27 +317,9 @@ async fn a_wrong_login_and_a_wrong_password_look_the_same() {
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
 
-    // An unknown user costs a password verification too. Without it the answer would come
-    // back in a few milliseconds instead of the hash's tens to hundreds.
-    let fastest = |login: String, password: &'static str| {
-        let app = &app;
-        async move {
-            let mut best = Duration::MAX;
-            for _ in 0..3 {
-                let start = Instant::now();
-                let (status, _) = sign_in(app, &login, password, None).await;
-                assert_eq!(status, 401);
-                best = best.min(start.elapsed());
-            }
-            best
-        }
-    };
-    let wrong_password = fastest(address.clone(), "plum-orbit-kettle-93").await;
-    let unknown_user = fastest("nobody@example.com".into(), PASSWORD).await;
-    assert!(
-        unknown_user * 3 >= wrong_password,
-        "unknown user {unknown_user:?} vs wrong password {wrong_password:?}"
-    );
+    // That they also take as long is not a test's question (timing is luck on a shared
+    // machine): `check_blocking`'s unit test shows each runs exactly one verification of the
+    // same cost, and `./ops/bench` reports the measured ratio (sign_in_unknown_to_known).
 
     let (status, res) = sign_in(&app, &address, &"x".repeat(129), None).await;
     assert_error(status, &res, (400, "validation_error", Some("password")));

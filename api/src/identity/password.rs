@@ -73,7 +73,11 @@ pub fn hash_blocking(password: &str) -> String {
 /// hashes made with older parameters keep working. A malformed `phc` never matches.
 pub fn verify_blocking(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => {
+            #[cfg(test)]
+            tests::VERIFICATIONS.with(|n| n.set(n.get() + 1));
+            argon2().verify_password(password.as_bytes(), &parsed).is_ok()
+        }
         Err(e) => {
             tracing::error!(error = %e, "stored password hash is malformed");
             false
@@ -89,14 +93,15 @@ pub async fn hash(password: String) -> Result<String, ApiError> {
 /// [`verify_blocking`] off the async runtime. With `phc` = `None` (no such user) it verifies
 /// against a dummy hash and answers `false`, taking the same time as a real check.
 pub async fn verify(password: String, phc: Option<String>) -> Result<bool, ApiError> {
-    bounded(move || match phc {
-        Some(phc) => verify_blocking(&password, &phc),
-        None => {
-            let _ = verify_blocking(&password, &DUMMY_HASH);
-            false
-        }
-    })
-    .await
+    bounded(move || check_blocking(&password, phc.as_deref())).await
+}
+
+/// One full verification whether the login exists or not: against its hash, or against
+/// [`DUMMY_HASH`] (the same cost) answering `false`. No branch skips the hash, so "no such
+/// user" cannot answer sooner than "wrong password".
+fn check_blocking(password: &str, phc: Option<&str>) -> bool {
+    let matches = verify_blocking(password, phc.unwrap_or(&DUMMY_HASH));
+    matches && phc.is_some()
 }
 
 async fn bounded<T: Send + 'static>(
@@ -146,6 +151,41 @@ pub fn check_strength(password: &str, email: &str, national_id: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// argon2id verifications run on this thread (a test's own calls, not its neighbours').
+        pub(super) static VERIFICATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    fn verifications_by(work: impl FnOnce() -> bool) -> (bool, u64) {
+        let before = VERIFICATIONS.with(std::cell::Cell::get);
+        let answer = work();
+        (answer, VERIFICATIONS.with(std::cell::Cell::get) - before)
+    }
+
+    /// The deterministic half of "an unknown login takes as long as a wrong password":
+    /// each runs exactly one argon2id verification, and the dummy hash costs what a real
+    /// one does (same algorithm, version and parameters). How long each takes over HTTP is
+    /// a figure of `./ops/bench` (sign_in_unknown_to_known), not a test.
+    #[test]
+    fn an_unknown_login_costs_one_full_verification() {
+        let phc = hash_blocking("plum-orbit-kettle-92");
+        assert_eq!(
+            verifications_by(|| check_blocking("plum-orbit-kettle-92", Some(&phc))),
+            (true, 1)
+        );
+        assert_eq!(
+            verifications_by(|| check_blocking("wrong-orbit-kettle-93", Some(&phc))),
+            (false, 1)
+        );
+        assert_eq!(verifications_by(|| check_blocking("plum-orbit-kettle-92", None)), (false, 1));
+        let cost = |phc: &str| {
+            let parsed = PasswordHash::new(phc).unwrap();
+            (parsed.algorithm.to_string(), parsed.version, parsed.params.to_string())
+        };
+        assert_eq!(cost(&DUMMY_HASH), cost(&phc));
+        assert_eq!(cost(&phc), ("argon2id".into(), Some(19), "m=19456,t=2,p=1".into()));
+    }
 
     const EMAIL: &str = "somchai.j@example.co.th";
     const NID: &str = "1234567890121";
