@@ -142,8 +142,9 @@ impl WaitingRoom {
         let serving = room.serving();
         let rate = self.settings.queue_admissions_per_second.max(1) as u64;
         let now = unix_now();
-        let until_open =
-            offering.config.opens_at.map_or(0, |t| (t.unix_timestamp() as u64).saturating_sub(now));
+        // Counted by the clock that opens the offering (the catalog's), as the opening is.
+        let opens_in = |t: OffsetDateTime| (t - self.catalog.now()).whole_seconds().max(0) as u64;
+        let until_open = offering.config.opens_at.map_or(0, opens_in);
         let waiting = |position, ahead, wait| QueueStatus {
             position,
             serving,
