@@ -90,7 +90,7 @@ fn baht(satang: u64) -> String {
     let whole = (satang / 100).to_string();
     let mut grouped = String::new();
     for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
@@ -172,8 +172,9 @@ async fn officials_see_live_figures_and_a_dashboard_in_thai_and_english() {
         // Two more seats held while the page is open: the next event shows them.
         reserve(&app, "api-report", 2).await;
         held += 2;
+        let want = held.to_string();
         let updated = page
-            .wait_for(FIGURES_JS, Duration::from_secs(15), |f| f["held"] == held.to_string())
+            .wait_for(FIGURES_JS, Duration::from_secs(15), |f| f["held"] == want.as_str())
             .await;
         assert_eq!(updated["remaining"], (95 - held).to_string(), "{lang}: {updated}");
         assert_eq!(updated["confirmed"], "5", "{lang}: {updated}");
