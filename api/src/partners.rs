@@ -55,7 +55,15 @@ pub struct Partners {
     decoding: Arc<DecodingKey>,
     limiter: Option<Arc<DefaultKeyedRateLimiter<u16>>>,
     ledger_timeout: Duration,
+    /// Delivers status webhooks.
+    http: reqwest::Client,
 }
+
+/// How often each instance looks for due partner webhooks.
+pub const WEBHOOK_POLL: Duration = Duration::from_millis(500);
+/// A partner's endpoint slower than this counts as down for this attempt.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+const WEBHOOK_ROWS_MAX: i64 = 32;
 
 impl std::fmt::Debug for Partners {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +138,10 @@ impl Partners {
             decoding: Arc::new(DecodingKey::from_secret(&key)),
             limiter,
             ledger_timeout,
+            http: reqwest::Client::builder()
+                .timeout(WEBHOOK_TIMEOUT)
+                .build()
+                .expect("a client with a timeout builds"),
         }
     }
 
@@ -377,6 +389,88 @@ impl Partners {
                 Some(PartnerReservation { reservation, customer: row.user_id })
             })
             .collect())
+    }
+}
+
+impl Partners {
+    /// Delivers due status webhooks every [`WEBHOOK_POLL`], forever. Every instance runs
+    /// it: rows are claimed with `SKIP LOCKED`, so none is sent by two at once.
+    pub async fn deliver_webhooks(self) {
+        loop {
+            match self.deliver_once().await {
+                Ok(n) if n as i64 == WEBHOOK_ROWS_MAX => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "partner webhooks pass failed"),
+            }
+            tokio::time::sleep(WEBHOOK_POLL).await;
+        }
+    }
+
+    /// One batch: claim, POST each signed (`X-Allot-Timestamp`, `X-Allot-Signature: v1=`
+    /// HMAC-SHA256 of `timestamp.body` with the partner's webhook key, `Idempotency-Key`:
+    /// the event's key), record what happened as the outbox does (retry with backoff, then
+    /// failed), commit. Answers how many rows it claimed.
+    pub async fn deliver_once(&self) -> Result<usize, String> {
+        use crate::notify::outbox::{backoff, ATTEMPTS_MAX};
+        use allot_store::outbox;
+        use allot_store::status::OutboxStatus;
+        let mut client = self.db.get().await.map_err(|e| e.to_string())?;
+        let tx = client.transaction().await.map_err(|e| e.to_string())?;
+        let rows = outbox::claim_partner_webhooks(&tx, WEBHOOK_ROWS_MAX)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sends = rows.iter().map(|row| async move {
+            let mut event = row.args.clone();
+            event["event"] = "reservation.status".into();
+            let body = serde_json::to_vec(&event).expect("JSON serializes");
+            let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+            let key = self.webhook_key(row.partner_id);
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+            mac.update(&body);
+            let signature = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
+            let sent = self
+                .http
+                .post(&row.url)
+                .header("content-type", "application/json")
+                .header(crate::identity::kyc::HEADER_TIMESTAMP, &timestamp)
+                .header(crate::identity::kyc::HEADER_SIGNATURE, signature)
+                .header("Idempotency-Key", &row.send_key)
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(res) if res.status().is_success() => Ok(()),
+                Ok(res)
+                    if res.status().is_client_error()
+                        && res.status() != 408
+                        && res.status() != 429 =>
+                {
+                    Err((false, format!("partner answered {}", res.status())))
+                }
+                Ok(res) => Err((true, format!("partner answered {}", res.status()))),
+                Err(e) => Err((true, e.without_url().to_string())),
+            }
+        });
+        let results = futures::future::join_all(sends).await;
+        for (row, result) in rows.iter().zip(results) {
+            let attempts = row.attempts + 1;
+            match result {
+                Ok(()) => outbox::mark_done(&tx, row.id, OutboxStatus::Sent, attempts).await,
+                Err((true, error)) if attempts < ATTEMPTS_MAX => {
+                    let seconds = backoff(attempts).as_secs() as f64;
+                    outbox::mark_retry(&tx, row.id, attempts, &error, seconds).await
+                }
+                Err((_, error)) => {
+                    tracing::error!(outbox_id = row.id, error = %error, "partner webhook failed for good");
+                    outbox::mark_failed(&tx, row.id, attempts, &error).await
+                }
+            }
+            .map_err(|e| e.to_string())?;
+        }
+        tx.commit().await.map_err(|e| e.to_string())?;
+        Ok(rows.len())
     }
 }
 

@@ -108,6 +108,20 @@ async fn write_page(
     let mut client = db.get().await.map_err(|e| e.to_string())?;
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
     projection::insert_held(&tx, offering.id(), &held).await.map_err(|e| e.to_string())?;
+    // Partners hear of their holds' every change, in the same transaction.
+    let partner_held: Vec<String> = page
+        .iter()
+        .filter_map(|e| match e {
+            HoldEvent::Placed(hold) if hold.partner.is_some() => Some(format_id(hold.id)),
+            _ => None,
+        })
+        .collect();
+    if !partner_held.is_empty() {
+        let held = ReservationStatus::Held;
+        allot_store::outbox::enqueue_partner_status(&tx, &partner_held, held)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     // Every hold is told, in the transaction that projects it: once, whoever placed it.
     outbox::enqueue_many(&tx, &notices).await.map_err(|e| e.to_string())?;
     let resolved =
@@ -115,6 +129,9 @@ async fn write_page(
     for (status, ids) in resolved {
         if !ids.is_empty() {
             projection::set_status(&tx, ids, status).await.map_err(|e| e.to_string())?;
+            allot_store::outbox::enqueue_partner_status(&tx, ids, status)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     projection::save_checkpoint(&tx, ledger, last_timestamp).await.map_err(|e| e.to_string())?;

@@ -279,7 +279,17 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
     // Every process (not only the leader) refuses the tokens of sessions any process revoked.
     let revocations = tokio::spawn(state.identity.clone().watch_revocations());
     let verifications = tokio::spawn(state.identity.clone().watch_verifications());
-    let mut tasks = vec![campaign, projector, refresher, payments, revocations, verifications];
+    // Every instance delivers partners' status webhooks (rows claimed with SKIP LOCKED).
+    let partner_webhooks = tokio::spawn(state.partners.clone().deliver_webhooks());
+    let mut tasks = vec![
+        campaign,
+        projector,
+        refresher,
+        payments,
+        revocations,
+        verifications,
+        partner_webhooks,
+    ];
     tasks.extend(state.fairness.spawn(&leader));
     tasks
 }

@@ -80,11 +80,11 @@ pub async fn claim_due(
         .query(
             "SELECT o.id, o.send_key, o.user_id, o.kind, o.args, o.attempts, u.email, u.locale
              FROM outbox o LEFT JOIN users u ON u.user_id = o.user_id
-             WHERE o.status = 'pending' AND o.due_at <= now()
+             WHERE o.status = 'pending' AND o.due_at <= now() AND o.kind <> $2
              ORDER BY o.due_at
              LIMIT $1
              FOR UPDATE OF o SKIP LOCKED",
-            &[&rows_max],
+            &[&rows_max, &PARTNER_STATUS],
         )
         .await?;
     Ok(rows
@@ -98,6 +98,72 @@ pub async fn claim_due(
             attempts: row.get(5),
             email: row.get(6),
             locale: row.get(7),
+        })
+        .collect())
+}
+
+/// The kind of a partner's status webhook: claimed by the partners' worker only.
+pub const PARTNER_STATUS: &str = "partner_status";
+
+/// Enqueues a status webhook for each of the reservations `ids` that a partner with a
+/// webhook URL placed, once per (reservation, status). In the caller's transaction.
+pub async fn enqueue_partner_status(
+    client: &impl GenericClient,
+    ids: &[String],
+    status: crate::status::ReservationStatus,
+) -> Result<u64, Error> {
+    client
+        .execute(
+            "INSERT INTO outbox (send_key, user_id, kind, args)
+             SELECT 'partner.' || r.reservation_id || '.' || $2::text, r.user_id, $3,
+                    jsonb_build_object('partner_id', r.partner_id, 'reservation_id', r.reservation_id,
+                        'offering_id', r.offering_id, 'customer', r.user_id,
+                        'quantity', r.quantity, 'status', $2::text)
+             FROM reservations r JOIN partners p ON p.partner_id = r.partner_id
+             WHERE r.reservation_id = ANY($1) AND p.webhook_url IS NOT NULL
+             ON CONFLICT (send_key) DO NOTHING",
+            &[&ids, &status.as_str(), &PARTNER_STATUS],
+        )
+        .await
+}
+
+/// A partner's status webhook, claimed.
+#[derive(Clone, Debug)]
+pub struct PartnerWebhook {
+    pub id: i64,
+    pub send_key: String,
+    pub args: Value,
+    pub attempts: i32,
+    pub partner_id: i32,
+    pub url: String,
+}
+
+/// Claims due partner webhooks as [`claim_due`] claims people's notices.
+pub async fn claim_partner_webhooks(
+    client: &impl GenericClient,
+    rows_max: i64,
+) -> Result<Vec<PartnerWebhook>, Error> {
+    let rows = client
+        .query(
+            "SELECT o.id, o.send_key, o.args, o.attempts, p.partner_id, p.webhook_url
+             FROM outbox o JOIN partners p ON p.partner_id = (o.args->>'partner_id')::int
+             WHERE o.status = 'pending' AND o.due_at <= now() AND o.kind = $2
+                   AND p.webhook_url IS NOT NULL
+             ORDER BY o.due_at
+             LIMIT $1
+             FOR UPDATE OF o SKIP LOCKED",
+            &[&rows_max, &PARTNER_STATUS],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| PartnerWebhook {
+            id: row.get(0),
+            send_key: row.get(1),
+            args: row.get(2),
+            attempts: row.get(3),
+            partner_id: row.get(4),
+            url: row.get(5),
         })
         .collect())
 }

@@ -106,13 +106,27 @@ pub async fn set_status(
 /// Marks `expired` every held reservation whose deadline is before `cutoff`; returns how
 /// many. TigerBeetle writes no event when a hold lapses, so the deadline is the event.
 pub async fn mark_expired(client: &impl GenericClient, cutoff: SystemTime) -> Result<u64, Error> {
-    client
-        .execute(
-            "UPDATE reservations SET status = 'expired', updated_at = now()
-             WHERE status = 'held' AND expires_at < $1",
-            &[&cutoff],
+    // A partner's webhook for each of its holds that expired, in the same statement.
+    let row = client
+        .query_one(
+            "WITH expired AS (
+                 UPDATE reservations SET status = 'expired', updated_at = now()
+                 WHERE status = 'held' AND expires_at < $1
+                 RETURNING reservation_id, offering_id, user_id, quantity, partner_id)
+             , told AS (
+                 INSERT INTO outbox (send_key, user_id, kind, args)
+                 SELECT 'partner.' || e.reservation_id || '.expired', e.user_id, $2,
+                        jsonb_build_object('partner_id', e.partner_id,
+                            'reservation_id', e.reservation_id, 'offering_id', e.offering_id,
+                            'customer', e.user_id, 'quantity', e.quantity, 'status', 'expired')
+                 FROM expired e JOIN partners p ON p.partner_id = e.partner_id
+                 WHERE p.webhook_url IS NOT NULL
+                 ON CONFLICT (send_key) DO NOTHING)
+             SELECT count(*) FROM expired",
+            &[&cutoff, &crate::outbox::PARTNER_STATUS],
         )
-        .await
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
 
 /// A projected reservation, as the reconciliation compares it with the ledger's hold.

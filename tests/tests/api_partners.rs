@@ -261,3 +261,95 @@ async fn each_partner_is_rate_limited() {
         assert!(statuses[2..].contains(&429), "{statuses:?}");
     }
 }
+
+/// What the partner's endpoint received: (timestamp, signature, idempotency key, body).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, Vec<u8>)>>>;
+
+/// A partner's webhook endpoint on a free port: it answers 500 to the first delivery (so
+/// the outbox must retry) and 200 after, recording each.
+async fn webhook_receiver() -> (String, Received) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let received: Received = Default::default();
+    let state = web::Data::new(received.clone());
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route(
+            "/hook",
+            web::post().to(
+                |req: HttpRequest, body: web::Bytes, seen: web::Data<Received>| async move {
+                    let header = |n: &str| {
+                        req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+                    };
+                    let mut seen = seen.lock().unwrap();
+                    seen.push((
+                        header("X-Allot-Timestamp"),
+                        header("X-Allot-Signature"),
+                        header("Idempotency-Key"),
+                        body.to_vec(),
+                    ));
+                    if seen.len() == 1 {
+                        HttpResponse::InternalServerError().finish()
+                    } else {
+                        HttpResponse::Ok().finish()
+                    }
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}/hook"), received)
+}
+
+#[allot_tests::test]
+async fn a_partner_hears_of_its_holds_by_signed_webhooks_retried_through_the_outbox() {
+    use hmac::{Hmac, Mac};
+    let app = TestApp::spawn_with_seeds().await;
+    let (url, received) = webhook_receiver().await;
+    let admin = app.token(1, Role::Admin);
+    let body = json!({"name": "Webhook Bank", "webhook_url": url});
+    let (status, created) =
+        call(&app, Method::POST, "/v1/admin/partners", &admin, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["partner_id"].as_i64().unwrap();
+    let path = format!("/v1/admin/partners/{id}/allocations/concert-r1");
+    let (status, _) = call(&app, Method::PUT, &path, &admin, Some(json!({"units": 10}))).await;
+    assert_eq!(status, 200);
+    let (client_id, secret) =
+        (created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap());
+    let (_, token) = partner_token(&app, client_id, secret).await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let seats = json!({"national_id": national_id(), "quantity": 2, "zone": "a"});
+    let (status, held) = partner_reserve(&app, &token, "concert-r1", "w1", seats).await;
+    assert_eq!(status, 201, "{held}");
+
+    // Refused once, delivered on the retry, with the same key.
+    app.eventually(std::time::Duration::from_secs(20), || async {
+        received.lock().unwrap().len() >= 2
+    })
+    .await;
+    let seen = received.lock().unwrap().clone();
+    assert_eq!(seen[0].2, seen[1].2, "a retry carries the event's key");
+    let key = hex::decode(created["webhook_secret"].as_str().unwrap()).unwrap();
+    for (timestamp, signature, _, body) in &seen[..2] {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(body);
+        assert_eq!(signature, &format!("v1={}", hex::encode(mac.finalize().into_bytes())));
+    }
+    let event: Value = serde_json::from_slice(&seen[1].3).unwrap();
+    assert_eq!(event["event"], "reservation.status");
+    assert_eq!(event["status"], "held");
+    assert_eq!(event["reservation_id"], held["reservation_id"]);
+    assert_eq!(event["quantity"], 2);
+    let sent: String = app
+        .db()
+        .await
+        .query_one("SELECT status FROM outbox WHERE kind = 'partner_status'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sent, "sent");
+}
