@@ -294,3 +294,57 @@ async fn one_passport_registers_once_and_a_bad_zone_registers_nothing() {
         .get(0);
     assert_eq!(stored, 0);
 }
+
+#[allot_tests::test]
+async fn a_verified_korean_fan_reserves_a_queued_round_through_the_waiting_room() {
+    let app = TestApp::spawn().await;
+    let mut round = allot_tests::app::tickets("round-q", 100, 4, 600);
+    round["queue"] = json!(true);
+    round["eligibility"] = json!({"verified": true});
+    app.create_offering(round).await;
+    let number = format!("M{:08}", rand::thread_rng().gen_range(0..100_000_000u32));
+    let passport = json!({"kind": "passport", "country": "KOR", "number": number});
+    let (user, token) = register_and_sign_in(&app, passport).await;
+    approve_at_sandbox(&app, user, &token, "approved").await;
+
+    // Into the waiting room with a solved challenge, then admitted by the room.
+    let res = app
+        .client
+        .post(app.url("/v1/offerings/round-q/queue"))
+        .bearer_auth(&token)
+        .header("X-Pow", app.pow().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let ticket = res.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned();
+    let status = || async {
+        let res = app
+            .client
+            .get(app.url("/v1/offerings/round-q/queue/status"))
+            .header("X-Queue-Ticket", &ticket)
+            .send()
+            .await
+            .unwrap();
+        res.json::<Value>().await.unwrap()
+    };
+    app.eventually(std::time::Duration::from_secs(20), || async {
+        status().await["status"] == "admitted"
+    })
+    .await;
+    let admission = status().await["admission_token"].as_str().unwrap().to_owned();
+    let res = app
+        .client
+        .post(app.url("/v1/offerings/round-q/reservations"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "q1")
+        .header("X-Queue-Admission", &admission)
+        .json(&json!({"quantity": 2}))
+        .send()
+        .await
+        .unwrap();
+    let status_code = res.status().as_u16();
+    let held: Value = res.json().await.unwrap();
+    assert_eq!(status_code, 201, "{held}");
+    assert_eq!(held["quantity"], 2);
+}

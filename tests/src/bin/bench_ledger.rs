@@ -17,8 +17,11 @@ use allot_ledger::{Deadline, HoldId, HoldOutcome, HoldRequest, Ledger, OfferingS
 use allot_tests::tigerbeetle::Server;
 use clap::Parser;
 
-/// Transfers per hold: the stock and the quota leg of one linked chain.
+/// Transfers per direct hold: the stock and the quota leg of one linked chain; a partner's
+/// hold (`--partner`) has a third, its allocation.
 const TRANSFERS_PER_HOLD: f64 = 2.0;
+/// The partner number `--partner` places holds as.
+const PARTNER: u16 = 1;
 /// Longer than any run, so no hold expires while we count; expiry is not what we measure.
 const HOLD_TIMEOUT_SECONDS: u32 = 600;
 
@@ -58,6 +61,10 @@ struct Args {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Every hold placed by a bank partner (three linked transfers: its allocation too),
+    /// to compare with the direct channel's two.
+    #[arg(long)]
+    partner: bool,
 }
 
 #[derive(Debug)]
@@ -75,6 +82,7 @@ struct Load {
     ledgers: Vec<Ledger>,
     spec: OfferingSpec,
     persons_per_client: u64,
+    partner: Option<u16>,
     next_hold: AtomicU64,
     held: AtomicU64,
     failed: AtomicU64,
@@ -101,7 +109,7 @@ impl Load {
             quantity: 1,
             deadline: Deadline::after(HOLD_TIMEOUT_SECONDS, 0),
             allow_partial: false,
-            partner: None,
+            partner: self.partner,
         };
         match self.ledgers[client as usize].hold(&self.spec, &req).await {
             Ok(HoldOutcome::Held(_)) => true,
@@ -154,8 +162,15 @@ async fn run(args: &Args) -> Result<Vec<Metric>, String> {
         gateways: vec![1],
     };
     ledgers[0].setup_offering(&spec).await.map_err(|e| e.to_string())?;
+    if args.partner {
+        ledgers[0]
+            .set_partner_allocation(&spec, PARTNER, 1 << 60)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let load = Arc::new(Load {
         persons_per_client: args.persons / args.clients,
+        partner: args.partner.then_some(PARTNER),
         ledgers,
         spec,
         next_hold: AtomicU64::new(1),
@@ -231,7 +246,7 @@ async fn run(args: &Args) -> Result<Vec<Metric>, String> {
     latencies_us.sort_unstable();
 
     let holds_tps = (held_after - held_before) as f64 / elapsed.as_secs_f64();
-    let transfers_tps = holds_tps * TRANSFERS_PER_HOLD;
+    let transfers_tps = holds_tps * (TRANSFERS_PER_HOLD + f64::from(u8::from(args.partner)));
     let mut metrics = Vec::new();
     if let Some(raw) = args.raw_tps {
         metrics.push(Metric { name: "tb_raw_tps", value: raw, unit: "transfers/s", decimals: 0 });
