@@ -348,3 +348,106 @@ async fn a_verified_korean_fan_reserves_a_queued_round_through_the_waiting_room(
     assert_eq!(status_code, 201, "{held}");
     assert_eq!(held["quantity"], 2);
 }
+
+/// Texts the SMS gateway adapter POSTs, as the gateway received them.
+type Texts = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// An SMS gateway on a free port that accepts every text and keeps it.
+async fn sms_gateway() -> (String, Texts) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let texts: Texts = Default::default();
+    let state = web::Data::new(texts.clone());
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route(
+            "/sms",
+            web::post().to(|body: web::Json<Value>, texts: web::Data<Texts>| async move {
+                texts.lock().unwrap().push(body.into_inner());
+                HttpResponse::Accepted().finish()
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}/sms"), texts)
+}
+
+#[allot_tests::test]
+async fn a_phone_is_verified_by_a_code_sent_through_the_sms_gateway() {
+    let (url, texts) = sms_gateway().await;
+    let app = TestApp::spawn_configured(allot_tests::app::seed_offerings_dir(), |s| {
+        s.identity.sms_url = url;
+    })
+    .await;
+    let phone = format!("+668{:08}", rand::thread_rng().gen_range(0..100_000_000u32));
+    let (_, token) = register_and_sign_in(&app, json!({"kind": "phone", "number": phone})).await;
+    assert_eq!(
+        me(&app, &token).await["identity"],
+        json!({"kind": "phone", "country": null, "verification": "unverified"})
+    );
+    let seat = json!({"quantity": 1, "zone": "b"});
+    let (status, err) = app.reserve(&token, "concert-r1", "c1", seat.clone()).await;
+    assert_eq!((status, err["code"].as_str()), (403, Some("kyc_required")), "{err}");
+
+    // The code goes only to the registered number, which is named again (it is not stored).
+    let other = json!({"number": "+66899999999"});
+    let (status, err) =
+        call(&app, Method::POST, "/v1/me/identity/code", Some(&token), Some(other)).await;
+    assert_eq!((status, err["field"].as_str()), (400, Some("number")), "{err}");
+    assert!(texts.lock().unwrap().is_empty());
+    let named = json!({"number": phone});
+    let (status, sent) =
+        call(&app, Method::POST, "/v1/me/identity/code", Some(&token), Some(named)).await;
+    assert_eq!((status, sent["sent_to"].as_str()), (202, Some("phone")), "{sent}");
+    let text = texts.lock().unwrap()[0].clone();
+    assert_eq!(text["to"], phone.as_str());
+    let message = text["text"].as_str().unwrap();
+    let code: String = message
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {message:?}"))
+        .to_owned();
+
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, err) = call(
+        &app,
+        Method::POST,
+        "/v1/me/identity/verify",
+        Some(&token),
+        Some(json!({"code": wrong})),
+    )
+    .await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("invalid_verification_code")), "{err}");
+    let (status, ok) = call(
+        &app,
+        Method::POST,
+        "/v1/me/identity/verify",
+        Some(&token),
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(me(&app, &token).await["identity"]["verification"], "verified");
+    let (status, held) = app.reserve(&token, "concert-r1", "c2", seat).await;
+    assert_eq!(status, 201, "{held}");
+    // Spent: the same code again is refused.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/me/identity/verify",
+        Some(&token),
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // The number is nowhere in the database.
+    let digits = phone.trim_start_matches('+');
+    let db = app.db().await;
+    for table in ["users", "identity_codes", "audit_log"] {
+        let sql = format!("SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'");
+        let found: i64 = db.query_one(&sql, &[&digits]).await.unwrap().get(0);
+        assert_eq!(found, 0, "{table} holds the phone number");
+    }
+}
