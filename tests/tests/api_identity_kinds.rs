@@ -451,3 +451,88 @@ async fn a_phone_is_verified_by_a_code_sent_through_the_sms_gateway() {
         assert_eq!(found, 0, "{table} holds the phone number");
     }
 }
+
+/// A KYC provider on a free port: it records each request (bearer, body) and answers a
+/// page for the person to approve at.
+async fn kyc_provider() -> (String, Texts) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let seen: Texts = Default::default();
+    let state = web::Data::new(seen.clone());
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route(
+            "/checks",
+            web::post().to(
+                |req: HttpRequest, body: web::Json<Value>, seen: web::Data<Texts>| async move {
+                    let bearer = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    seen.lock()
+                        .unwrap()
+                        .push(json!({"authorization": bearer, "body": body.into_inner()}));
+                    HttpResponse::Ok()
+                        .json(json!({"redirect_url": "https://kyc.example/approve/1"}))
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}/checks"), seen)
+}
+
+#[allot_tests::test]
+async fn the_http_kyc_adapter_asks_the_configured_provider_and_takes_its_signed_callback() {
+    let (url, seen) = kyc_provider().await;
+    let callback_key = [0x5au8; 32];
+    let app = TestApp::spawn_configured(allot_tests::app::seed_offerings_dir(), |s| {
+        s.identity.kyc_url = url;
+        s.identity.kyc_key = "provider-api-key".to_owned().into();
+        s.identity.kyc_callback_secret = hex::encode(callback_key).into();
+    })
+    .await;
+    let (user, token) = register_and_sign_in(&app, json!(national_id())).await;
+    let (status, opened) = call(&app, Method::POST, "/v1/me/kyc", Some(&token), None).await;
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!(
+        (opened["provider"].as_str(), opened["redirect_url"].as_str()),
+        (Some("http"), Some("https://kyc.example/approve/1"))
+    );
+    let asked = seen.lock().unwrap()[0].clone();
+    assert_eq!(asked["authorization"], "Bearer provider-api-key");
+    assert_eq!(asked["body"]["request_id"], opened["request_id"]);
+    assert_eq!(asked["body"]["identity_kind"], "thai_national_id");
+    // The sandbox is not there when a provider is configured.
+    let path = format!("/v1/sandbox/kyc/{user}");
+    let body = json!({"decision": "approved"});
+    let (status, _) = call(&app, Method::POST, &path, Some(&token), Some(body)).await;
+    assert_eq!(status, 404);
+
+    // The provider calls back, signed with the configured key.
+    let body =
+        serde_json::to_vec(&json!({"request_id": opened["request_id"], "decision": "approved"}))
+            .unwrap();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&callback_key).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(&body);
+    let signature = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
+    let res = app
+        .client
+        .post(app.url("/v1/kyc/callbacks/http"))
+        .header("X-Allot-Timestamp", ts.to_string())
+        .header("X-Allot-Signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(me(&app, &token).await["identity"]["verification"], "verified");
+    let (status, held) = app.reserve(&token, "bond-2026", "b", json!({"quantity": 100_000})).await;
+    assert_eq!(status, 201, "{held}");
+}
