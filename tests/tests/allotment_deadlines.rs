@@ -2,25 +2,18 @@
 //! fixed by the run, for every allottee, who is told; a rerun after that deadline places
 //! nothing late and counts a lapsed hold as lapsed, not placed.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use allot_api::identity::Role;
-use allot_api::startup::Application;
-use allot_tests::app::{fresh_database, settings, TestApp};
+use allot_tests::app::TestApp;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// An app whose clock the test moves: the subscription window closes when the test says,
+/// not when enough real time has gone by for every subscription to be in.
 async fn spawn() -> TestApp {
-    let database_url = fresh_database().await;
-    let data_dir = tempfile::tempdir().unwrap();
-    let s = settings(&database_url, data_dir.path(), PathBuf::from("/nonexistent"));
-    let app = Application::build(s).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+    TestApp::spawn().await
 }
 
 async fn send(
@@ -45,7 +38,7 @@ fn time_of(value: &Value) -> OffsetDateTime {
 #[allot_tests::test]
 async fn allotments_share_the_runs_deadline_are_told_and_a_late_rerun_places_nothing() {
     let app = spawn().await;
-    let closes = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let closes = OffsetDateTime::now_utc() + time::Duration::hours(1);
     app.create_offering(json!({
         "id": "book", "kind": "bond", "name": {"en": "Test bond"},
         "zones": [{"id": "main", "supply": 10_000, "price_satang": 100}],
@@ -62,10 +55,8 @@ async fn allotments_share_the_runs_deadline_are_told_and_a_late_rerun_places_not
                 .await;
         assert_eq!(status, 201, "{s}");
     }
-    tokio::time::sleep(
-        (closes - OffsetDateTime::now_utc()).unsigned_abs() + Duration::from_millis(200),
-    )
-    .await;
+    // The window closes: the app's clock moves past it (the holds' deadline is real time).
+    app.clock().advance(Duration::from_secs(3_601));
     let admin = app.token(1, Role::Admin);
     let (status, run) =
         send(&app, reqwest::Method::POST, "/v1/admin/offerings/book/allocate", &admin, None).await;
