@@ -305,6 +305,17 @@ async fn a_verified_korean_fan_reserves_a_queued_round_through_the_waiting_room(
     let number = format!("M{:08}", rand::thread_rng().gen_range(0..100_000_000u32));
     let passport = json!({"kind": "passport", "country": "KOR", "number": number});
     let (user, token) = register_and_sign_in(&app, passport).await;
+    // Unverified, the fan takes no place in the line.
+    let res = app
+        .client
+        .post(app.url("/v1/offerings/round-q/queue"))
+        .bearer_auth(&token)
+        .header("X-Pow", app.pow().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "kyc_required");
     approve_at_sandbox(&app, user, &token, "approved").await;
 
     // Into the waiting room with a solved challenge, then admitted by the room.

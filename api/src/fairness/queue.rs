@@ -242,6 +242,8 @@ impl WaitingRoom {
     /// Adds the caller to the queue: into the pre-queue before the draw, at the back after
     /// it. One entry per person: a second join finds the first.
     pub async fn join(&self, offering: &Offering, who: &Principal) -> ApiResult<JoinResponse> {
+        // Someone the offering would refuse takes no place in its line.
+        offering.config.eligibility.check(who.identity, who.verified)?;
         let pseudonym = self.pseudonyms.of(offering.id(), who.user_id);
         let shuffled = self.room(offering).await?.is_shuffled();
         if !shuffled && self.join_prequeue(offering, who, &pseudonym).await? {

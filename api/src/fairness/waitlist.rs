@@ -96,6 +96,7 @@ impl Waitlist {
         body: &JoinWaitlist,
     ) -> ApiResult<(WaitlistEntry, bool)> {
         eligible(offering)?;
+        offering.config.eligibility.check(who.identity, who.verified)?;
         if let Some(entry) = self.mine(offering, who).await? {
             return Ok((entry, false));
         }

@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, body = SubscriptionView),
         (status = 200, body = SubscriptionView),
+        (status = 403, body = crate::error::ErrorBody, description = "`identity_not_eligible`, `kyc_required`"),
         (status = 409, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody),
     ),
@@ -50,7 +51,9 @@ pub async fn subscribe(
 
 /// Changes the caller's subscription while the window is open (creates it if missing).
 #[utoipa::path(put, path = "/v1/offerings/{id}/subscriptions", request_body = SubscribeRequest,
-    responses((status = 200, body = SubscriptionView), (status = 409, body = crate::error::ErrorBody)),
+    responses((status = 200, body = SubscriptionView),
+        (status = 403, body = crate::error::ErrorBody, description = "`identity_not_eligible`, `kyc_required`"),
+        (status = 409, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 #[put("/v1/offerings/{id}/subscriptions")]
 pub async fn change(

@@ -39,7 +39,8 @@ fn queued(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<Offering>> {
     responses(
         (status = 201, body = JoinResponse),
         (status = 200, body = JoinResponse),
-        (status = 403, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody,
+            description = "`proof_of_work_required`, `proof_of_work_invalid`, `identity_not_eligible`, `kyc_required`"),
         (status = 409, body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody),
     ),

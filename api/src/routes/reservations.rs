@@ -24,6 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 201, body = Reservation),
         (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody,
+            description = "`identity_not_eligible`, `kyc_required` (the offering's eligibility), `queue_admission_required`"),
         (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody),

@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, body = WaitlistEntry),
         (status = 200, body = WaitlistEntry),
+        (status = 403, body = crate::error::ErrorBody, description = "`identity_not_eligible`, `kyc_required`"),
         (status = 409, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody),
     ),

@@ -204,6 +204,8 @@ impl BookBuilding {
         quantity: u64,
     ) -> ApiResult<(SubscriptionView, bool)> {
         book_building(offering)?;
+        // Who may reserve may subscribe, and nobody else (from the token, as reserving).
+        offering.config.eligibility.check(who.identity, who.verified)?;
         if !window_open(offering, self.clock.now()) {
             return Err(ApiError::new(ErrorCode::SubscriptionsClosed));
         }
