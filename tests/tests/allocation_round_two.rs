@@ -3,27 +3,20 @@
 //! unfilled demand of those who paid, by the same rule with a seed derived under
 //! `allocation/round-2`; refused before the deadline; recomputable from its export.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use allot_api::fairness::book::{allotment_hold, round_two_hold, verify_export};
 use allot_api::identity::Role;
-use allot_api::startup::Application;
 use allot_ledger::{ConfirmOutcome, HoldState, Payment};
-use allot_tests::app::{fresh_database, settings, TestApp};
+use allot_tests::app::TestApp;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// An app whose clock the test moves: the subscription window closes when the test says,
+/// not when enough real time has gone by for every subscription to be in.
 async fn spawn() -> TestApp {
-    let database_url = fresh_database().await;
-    let data_dir = tempfile::tempdir().unwrap();
-    let s = settings(&database_url, data_dir.path(), PathBuf::from("/nonexistent"));
-    let app = Application::build(s).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), state, database_url, data_dir }
+    TestApp::spawn().await
 }
 
 async fn send(app: &TestApp, method: reqwest::Method, path: &str, token: &str) -> (u16, String) {
@@ -51,7 +44,7 @@ fn lines(export: &str) -> Vec<(String, u64, u64)> {
 #[allot_tests::test]
 async fn unpaid_allotments_go_to_unfilled_demand_in_a_recomputable_second_round() {
     let app = spawn().await;
-    let closes = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let closes = OffsetDateTime::now_utc() + time::Duration::hours(1);
     app.create_offering(json!({
         "id": "book", "kind": "bond", "name": {"en": "Test bond"},
         "zones": [{"id": "main", "supply": 9_500, "price_satang": 100}],
@@ -72,7 +65,8 @@ async fn unpaid_allotments_go_to_unfilled_demand_in_a_recomputable_second_round(
             .unwrap();
         assert_eq!(res.status().as_u16(), 201);
     }
-    sleep_until(closes, Duration::from_millis(200)).await;
+    // The window closes: the app's clock moves past it (the holds' deadline is real time).
+    app.clock().advance(Duration::from_secs(3_601));
     let admin = app.token(1, Role::Admin);
     let post = reqwest::Method::POST;
     let (status, run) = send(&app, post.clone(), "/v1/admin/offerings/book/allocate", &admin).await;
