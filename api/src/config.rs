@@ -33,6 +33,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     pub exports: ExportSettings,
     pub fairness: FairnessSettings,
+    pub tickets: TicketSettings,
+    pub alerts: AlertSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -148,6 +150,79 @@ pub struct ExportSettings {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct TicketSettings {
+    /// Ed25519 key (32-byte seed, hex) that signs the tickets' QR codes; gates verify with
+    /// its public half. Generated in dev mode when empty; production must set it.
+    pub signing_key: Secret,
+    /// How many times one ticket may change hands (0: never).
+    pub transfers_max: u32,
+    /// Transfers close this long before the show (`show_at` of the offering).
+    pub transfer_cutoff_seconds: u64,
+}
+
+impl Default for TicketSettings {
+    fn default() -> Self {
+        TicketSettings {
+            signing_key: Secret::default(),
+            transfers_max: 1,
+            transfer_cutoff_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// A rule fires for a subject that reaches `count` within `window_seconds`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub window_seconds: u64,
+    pub count: u32,
+}
+
+const fn threshold(window_seconds: u64, count: u32) -> Threshold {
+    Threshold { window_seconds, count }
+}
+
+/// The unusual-activity rules (`crate::alerts`): how often they run and each one's
+/// threshold (`[alerts.mfa_failures]` `window_seconds = 3600`, `count = 5`). They raise
+/// alerts for staff and never block anything.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// How often the leading instance evaluates the rules; 0 turns the loop off.
+    pub interval_ms: u64,
+    /// Accounts registered from one network (/24, /48) or one device.
+    pub registrations_per_source: Threshold,
+    /// Reservations one person cancelled.
+    pub reserve_cancel_churn: Threshold,
+    /// Distinct people one payer's account paid for.
+    pub payer_many_identities: Threshold,
+    /// Wrong second-factor codes on one account.
+    pub mfa_failures: Threshold,
+    /// Payment webhooks refused for their signature, per gateway.
+    pub webhook_signature_failures: Threshold,
+    /// Payments booked for refund, or unmatched (each counted on its own).
+    pub refunds_and_unmatched: Threshold,
+    /// Times one ticket changed hands.
+    pub ticket_transfer_chain: Threshold,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            interval_ms: 10_000,
+            registrations_per_source: threshold(3600, 20),
+            reserve_cancel_churn: threshold(3600, 5),
+            payer_many_identities: threshold(24 * 3600, 5),
+            mfa_failures: threshold(3600, 5),
+            webhook_signature_failures: threshold(600, 10),
+            refunds_and_unmatched: threshold(3600, 10),
+            ticket_transfer_chain: threshold(30 * 24 * 3600, 2),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FairnessSettings {
     /// Proof-of-work difficulty (ALTCHA, PBKDF2/SHA-256): iterations per attempt, and the
     /// largest secret counter a client may have to reach. Expected work is about
@@ -187,6 +262,8 @@ impl Default for Settings {
             notify: NotifySettings::default(),
             exports: ExportSettings::default(),
             fairness: FairnessSettings::default(),
+            tickets: TicketSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -327,6 +404,10 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("queue_latency_p99_ms_max", "fairness.queue_latency_p99_ms_max"),
     ("queue_ticket_seconds", "fairness.queue_ticket_seconds"),
     ("rate_limit_partner_per_second", "fairness.rate_limit_partner_per_second"),
+    ("ticket_signing_key", "tickets.signing_key"),
+    ("ticket_transfers_max", "tickets.transfers_max"),
+    ("ticket_transfer_cutoff_seconds", "tickets.transfer_cutoff_seconds"),
+    ("alerts_interval_ms", "alerts.interval_ms"),
 ];
 
 impl Settings {

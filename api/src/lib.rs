@@ -19,6 +19,10 @@
 //!   the caller.
 //! - [`partners`]: bank partners reserving for their customers within a ledger-enforced
 //!   allocation (client-credentials tokens, per-partner rate limits, audited).
+//! - [`alerts`]: unusual-activity rules over recent events, alerts for staff, account
+//!   suspension; rules never block anything.
+//! - [`tickets`]: named tickets of confirmed concert seats (issued by the projector), their
+//!   signed QR tokens, transfers, and the gate's single-use check.
 //! - [`fairness`]: the waiting room, book-building allocation with published draws,
 //!   proof-of-work and rate limits.
 //! - [`client_ip`]: the client's address behind trusted proxies (rightmost untrusted).
@@ -42,6 +46,7 @@
 //!   reservation is never lost; the projector brings it to Postgres eventually.
 //! - Client mistakes are 4xx with a stable code; only our own failures are 5xx.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
@@ -68,3 +73,4 @@ pub mod secrets;
 pub mod staff;
 pub mod startup;
 pub mod state;
+pub mod tickets;

@@ -2,7 +2,7 @@
 //! [`prepare`] checks the settings against the mode:
 //!
 //! - Production (`dev_mode = false`) refuses to start without each of its secrets, a real
-//!   PromptPay biller id and an export signing key, and names every missing setting at
+//!   PromptPay biller id, an export signing key and a ticket signing key, and names every missing setting at
 //!   once, so an operator fixes them in one go.
 //! - Development (`dev_mode = true`) generates secrets, creates an admin and settles play
 //!   money. Any of those on an address other machines reach is a gift to them, so dev mode
@@ -59,6 +59,11 @@ fn missing_in_production(settings: &Settings) -> Vec<String> {
             "hex Ed25519 seed that signs ledger exports",
             &settings.exports.signing_key,
         ),
+        (
+            "ALLOT_TICKET_SIGNING_KEY",
+            "hex Ed25519 seed that signs tickets' QR codes",
+            &settings.tickets.signing_key,
+        ),
     ];
     for (name, what, secret) in secrets {
         if unset(secret) {
@@ -103,6 +108,7 @@ mod tests {
             "ALLOT_IDENTITY_KEY",
             "ALLOT_WEBHOOK_SECRET_BANK",
             "ALLOT_EXPORT_SIGNING_KEY",
+            "ALLOT_TICKET_SIGNING_KEY",
             "ALLOT_PROMPTPAY_BILLER_ID",
         ] {
             assert!(e.contains(name), "{name} not named in: {e}");
@@ -112,6 +118,7 @@ mod tests {
         s.identity.identity_key = "ab".repeat(32).into();
         s.payments.webhook_secret_bank = "ab".repeat(32).into();
         s.exports.signing_key = "ab".repeat(32).into();
+        s.tickets.signing_key = "cd".repeat(32).into();
         s.payments.promptpay_biller_id = DEV_PROMPTPAY_BILLER_ID.into();
         let e = prepare(s.clone()).unwrap_err();
         assert!(e.contains("placeholder") && !e.contains("TOKEN"), "{e}");

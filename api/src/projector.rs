@@ -4,7 +4,8 @@
 //! (`Ledger::hold_events`), from a checkpoint kept in Postgres in the same transaction as
 //! the rows it writes. A crash at any point therefore loses nothing and duplicates nothing:
 //! the next run starts after the last committed page, and every write is idempotent. The
-//! same transaction enqueues each new hold's notices to its holder (`notify::holds`).
+//! same transaction enqueues each new hold's notices to its holder (`notify::holds`) and
+//! issues the named tickets of each confirmed concert reservation (`tickets`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use allot_store::projection::{self, NewHolds};
 use allot_store::status::ReservationStatus;
 use allot_store::Pool;
 
-use crate::catalog::{Catalog, Offering};
+use crate::catalog::{Catalog, Offering, OfferingKind};
 use crate::leader::Leader;
 use crate::notify::holds::{hold_events, HoldNotice};
 use crate::notify::outbox;
@@ -133,6 +134,14 @@ async fn write_page(
                 .await
                 .map_err(|e| e.to_string())?;
         }
+    }
+    // A confirmed concert seat becomes a named ticket with its confirmation's projection:
+    // once per seat however often the page or the payment is replayed.
+    if offering.config.kind == OfferingKind::Tickets && !confirmed.is_empty() {
+        let issued = allot_store::tickets::issue_for_confirmed(&tx, &confirmed)
+            .await
+            .map_err(|e| e.to_string())?;
+        metrics::counter!("allot_tickets_issued_total").increment(issued);
     }
     projection::save_checkpoint(&tx, ledger, last_timestamp).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;

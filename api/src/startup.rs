@@ -214,6 +214,13 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
         crate::secrets::Source::new(&settings)?,
         settings.exports.signing_key.clone(),
     );
+    let ticket_key = crate::tickets::signing_key(
+        &settings.tickets.signing_key,
+        &crate::secrets::Source::new(&settings)?,
+    )?;
+    let tickets =
+        crate::tickets::Tickets::new(db.clone(), catalog.clone(), ticket_key, &settings.tickets);
+    let alerts = crate::alerts::Alerts::new(db.clone(), settings.alerts.clone());
     let reports = crate::reports::Reports::new(
         ledger.clone(),
         db.clone(),
@@ -234,6 +241,8 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
         notify,
         exports,
         reports,
+        tickets,
+        alerts,
         ledger,
         db,
         catalog,
@@ -243,7 +252,7 @@ fn compose(settings: Settings, secrets: &Secrets, stores: Stores) -> Result<AppS
 
 /// Loops every instance runs (catalog refresh, outbox and payments, which claim rows with
 /// `SKIP LOCKED`; the waiting room's controller, under its own lease), and the ones only
-/// the leader runs (projector, waitlist offers).
+/// the leader runs (projector, waitlist offers, unusual-activity rules).
 fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
     let leader = Leader::default();
     let campaign = tokio::spawn(leader.clone().campaign(state.settings.database.url.clone()));
@@ -281,6 +290,8 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
     let verifications = tokio::spawn(state.identity.clone().watch_verifications());
     // Every instance delivers partners' status webhooks (rows claimed with SKIP LOCKED).
     let partner_webhooks = tokio::spawn(state.partners.clone().deliver_webhooks());
+    // The unusual-activity rules, on the leader: they only write alerts.
+    let alerts = tokio::spawn(state.alerts.clone().run(leader.clone()));
     let mut tasks = vec![
         campaign,
         projector,
@@ -289,6 +300,7 @@ fn spawn_background(state: &web::Data<AppState>) -> Vec<JoinHandle<()>> {
         revocations,
         verifications,
         partner_webhooks,
+        alerts,
     ];
     tasks.extend(state.fairness.spawn(&leader));
     tasks

@@ -35,6 +35,10 @@ pub struct AppState {
     pub reports: crate::reports::Reports,
     /// Bank partners: credentials, allocations, reservations for their customers.
     pub partners: crate::partners::Partners,
+    /// Unusual-activity rules and the alerts staff acknowledge.
+    pub alerts: crate::alerts::Alerts,
+    /// Named tickets: the holder's list, transfers, the gate's check.
+    pub tickets: crate::tickets::Tickets,
     /// Whose `X-Forwarded-For` entries are believed.
     pub proxies: crate::client_ip::TrustedProxies,
 }

@@ -50,6 +50,10 @@ pub struct DevSecrets {
     /// An Ed25519 seed: 32 random bytes are a valid key.
     #[serde(with = "exposed")]
     pub export_signing_key: Secret,
+    /// An Ed25519 seed that signs named tickets. Empty in a store written before tickets
+    /// existed; the API then derives one from the export key (see `allot_api::tickets`).
+    #[serde(default, with = "exposed")]
+    pub ticket_signing_key: Secret,
 }
 
 impl DevSecrets {
@@ -60,6 +64,7 @@ impl DevSecrets {
             webhook_secret_bank: random_key_hex(),
             webhook_secret_sandbox: random_key_hex(),
             export_signing_key: random_key_hex(),
+            ticket_signing_key: random_key_hex(),
         }
     }
 

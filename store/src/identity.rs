@@ -2,7 +2,7 @@
 //! `refresh_tokens`, migration V1; `sessions`, V8; sign-in attempts, V7).
 //!
 //! A user's role travels as its stored spelling (`users.role`, whose `CHECK` constraint
-//! lists the five roles); the API's `Role` parses it, since that enum is also part of the
+//! lists the roles); the API's `Role` parses it, since that enum is also part of the
 //! API's JSON. Refresh tokens are stored as the SHA-256 of the token, never the token.
 
 use tokio_postgres::error::SqlState;

@@ -27,6 +27,10 @@
 //!   the reads `reconcile` checks them with.
 //! - [`reports`]: officials' live figures from the projection and the waiting room.
 //! - [`statements`]: bank statement lines, and the payment records reconciliation reads.
+//! - [`alerts`]: unusual activity: the events its rules read, one query per rule, the
+//!   alerts staff acknowledge, and account suspension.
+//! - [`tickets`]: named tickets of confirmed concert seats, the gate's single-use check and
+//!   transfers between holders.
 //! - [`lease`]: leadership among API instances, a session advisory lock.
 //! - [`ping`]: readiness, a trivial statement.
 //!
@@ -35,6 +39,7 @@
 //! - No status string outside this crate: statuses are enums with one spelling, here.
 //! - Nothing here is on the reservation hot path; it knows nothing of HTTP or TigerBeetle.
 
+pub mod alerts;
 pub mod audit;
 pub mod book;
 pub mod fairness;
@@ -52,6 +57,7 @@ pub mod reservations;
 pub mod round_two;
 pub mod statements;
 pub mod status;
+pub mod tickets;
 pub mod verification;
 pub mod waitlist;
 

@@ -219,3 +219,16 @@ pub async fn mark_failed(
         .await?;
     Ok(())
 }
+
+/// The backlog: pending rows already due, and how long the oldest of them has been due
+/// (seconds; 0 when none). For the operators' gauges.
+pub async fn backlog(client: &impl GenericClient) -> Result<(i64, f64), Error> {
+    let row = client
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(due_at))::float8, 0)
+             FROM outbox WHERE status = 'pending' AND due_at <= now()",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}

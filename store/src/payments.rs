@@ -139,6 +139,8 @@ pub struct NewNotification<'a> {
     pub ledger_id: &'a str,
     /// The delivery as signed, for audit.
     pub body: &'a str,
+    /// The payer's account, when the bank says.
+    pub payer_account: Option<&'a str>,
 }
 
 /// What counts of a recorded notification: its first delivery's reference and amount, and
@@ -164,9 +166,9 @@ pub async fn record_notification(
             "WITH inserted AS (
                 INSERT INTO payment_notifications
                     (gateway, transaction_id, reference, amount_satang, paid_at, payment_id,
-                     ledger_id, body)
+                     ledger_id, body, payer_account)
                 VALUES ($1, $2, $3, $4, $5,
-                        (SELECT payment_id FROM payment_intents WHERE reference = $6), $7, $8)
+                        (SELECT payment_id FROM payment_intents WHERE reference = $6), $7, $8, $9)
                 ON CONFLICT (gateway, transaction_id) DO NOTHING
                 RETURNING reference, amount_satang, payment_id, paid_at
              )
@@ -183,6 +185,7 @@ pub async fn record_notification(
                 &n.normalized_reference,
                 &n.ledger_id,
                 &n.body,
+                &n.payer_account,
             ],
         )
         .await?;

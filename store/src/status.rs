@@ -143,6 +143,36 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// A named ticket (`tickets.status`).
+    TicketStatus {
+        /// Not yet through a gate.
+        Valid => "valid",
+        /// Admitted once at a gate; never again.
+        Used => "used",
+        Cancelled => "cancelled",
+    }
+}
+
+text_enum! {
+    /// An event kept for the unusual-activity rules (`activity_events.kind`).
+    ActivityKind {
+        Registration => "registration",
+        MfaFailure => "mfa_failure",
+        /// A payment webhook whose signature or timestamp failed.
+        WebhookRejected => "webhook_rejected",
+    }
+}
+
+text_enum! {
+    /// How urgent an unusual-activity alert is (`alerts.severity`).
+    AlertSeverity {
+        Info => "info",
+        Warning => "warning",
+        Critical => "critical",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,11 +189,17 @@ mod tests {
 
     #[test]
     fn the_migrations_allow_exactly_these_words() {
-        let sql: String =
-            ["V1__core.sql", "V2__payments.sql", "V5__waitlist.sql", "V20__identity_kinds.sql"]
-                .iter()
-                .map(|f| std::fs::read_to_string(format!("migrations/{f}")).unwrap())
-                .collect();
+        let sql: String = [
+            "V1__core.sql",
+            "V2__payments.sql",
+            "V5__waitlist.sql",
+            "V20__identity_kinds.sql",
+            "V30__tickets.sql",
+            "V31__unusual_activity.sql",
+        ]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("migrations/{f}")).unwrap())
+        .collect();
         let words = ReservationStatus::ALL.iter().map(|s| s.as_str());
         let words = words.chain(IntentStatus::ALL.iter().map(|s| s.as_str()));
         let words = words.chain(NotificationOutcome::ALL.iter().map(|s| s.as_str()));
@@ -171,6 +207,9 @@ mod tests {
         let words = words.chain(IdentityKind::ALL.iter().map(|s| s.as_str()));
         let words = words.chain(Verification::ALL.iter().map(|s| s.as_str()));
         let words = words.chain(KycStatus::ALL.iter().map(|s| s.as_str()));
+        let words = words.chain(TicketStatus::ALL.iter().map(|s| s.as_str()));
+        let words = words.chain(ActivityKind::ALL.iter().map(|s| s.as_str()));
+        let words = words.chain(AlertSeverity::ALL.iter().map(|s| s.as_str()));
         for word in words.chain(WaitlistStatus::ALL.iter().map(|s| s.as_str())) {
             assert!(sql.contains(&format!("'{word}'")), "{word} is not in a CHECK constraint");
         }

@@ -67,6 +67,7 @@ async fn a_server_started_without_configuration_refuses_and_names_every_missing_
         "ALLOT_IDENTITY_KEY",
         "ALLOT_WEBHOOK_SECRET_BANK",
         "ALLOT_EXPORT_SIGNING_KEY",
+        "ALLOT_TICKET_SIGNING_KEY",
         "ALLOT_PROMPTPAY_BILLER_ID",
     ] {
         assert!(stderr.contains(setting), "{setting} not named: {stderr}");

@@ -71,6 +71,11 @@ pub struct OfferingConfig {
     /// Who may reserve; left out, anyone signed in.
     #[serde(default)]
     pub eligibility: Eligibility,
+    /// Tickets: when the show starts. Tickets change hands until the transfer cut-off
+    /// before it (`tickets.transfer_cutoff_seconds`); without it, until they are used.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub show_at: Option<OffsetDateTime>,
 }
 
 /// An identity kind as offerings' configuration and API bodies spell it.
@@ -257,6 +262,7 @@ mod tests {
             allocation: Allocation::FirstCome,
             subscription_closes_at: None,
             eligibility: Eligibility::default(),
+            show_at: None,
         }
     }
 

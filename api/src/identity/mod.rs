@@ -115,6 +115,8 @@ pub enum Role {
     Regulator,
     Official,
     Admin,
+    /// Staff at a venue's gates: verify tickets, see a holder's initials and identity kind.
+    Gate,
 }
 
 impl Role {
@@ -125,11 +127,12 @@ impl Role {
             Role::Regulator => "regulator",
             Role::Official => "official",
             Role::Admin => "admin",
+            Role::Gate => "gate",
         }
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Citizen, Role::Finance, Role::Regulator, Role::Official, Role::Admin]
+        [Role::Citizen, Role::Finance, Role::Regulator, Role::Official, Role::Admin, Role::Gate]
             .into_iter()
             .find(|r| r.as_str() == s)
     }

@@ -76,6 +76,9 @@ impl Identity {
                 return Err(ApiError::new(ErrorCode::InvalidCredentials));
             }
         };
+        if allot_store::alerts::is_suspended(&self.db.get().await?, user.user_id).await? {
+            return Err(ApiError::new(ErrorCode::AccountSuspended));
+        }
         let mfa = match self.second_factor(&user, totp).await {
             Ok(mfa) => mfa,
             Err(e) => {
@@ -129,6 +132,10 @@ impl Identity {
         self.guard.failed(ip);
         let Some(user_id) = user_id else { return Ok(()) };
         let client = self.db.get().await?;
+        if mfa {
+            let kind = allot_store::status::ActivityKind::MfaFailure;
+            crate::alerts::record(&client, kind, Some(user_id), ip, None, None).await;
+        }
         let (after, seconds) = (guard::MFA_LOCK_AFTER, guard::MFA_LOCK_SECONDS);
         if store::record_sign_in_failure(&client, user_id, mfa, after, seconds).await? {
             let (actor, subject) = (crate::audit::system("identity"), crate::audit::user(user_id));

@@ -207,7 +207,7 @@ async fn insert_user(client: &impl GenericClient, mut new: NewUser<'_>) -> ApiRe
 /// The role an admin asked for.
 pub fn parse_role(text: &str) -> ApiResult<Role> {
     Role::parse(text).ok_or_else(|| {
-        ApiError::validation("role", "one of citizen, finance, regulator, official, admin")
+        ApiError::validation("role", "one of citizen, finance, regulator, official, admin, gate")
     })
 }
 

@@ -82,6 +82,11 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^THB$")]
     pub currency: Option<String>,
+    /// The account the money came from, when the bank reports it (PromptPay does). Kept
+    /// for the rule on one payer paying for many people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub payer_account: Option<String>,
 }
 
 /// The one currency a notification may carry.

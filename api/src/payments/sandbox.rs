@@ -69,6 +69,7 @@ impl Payments {
             amount_satang: req.amount_satang.unwrap_or(intent.amount_satang),
             paid_at: req.paid_at.unwrap_or_else(OffsetDateTime::now_utc),
             currency: Some(super::gateway::CURRENCY.into()),
+            payer_account: None,
         };
         let body = serde_json::to_vec(&notification).map_err(ApiError::internal)?;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp().to_string();

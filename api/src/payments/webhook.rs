@@ -32,6 +32,8 @@ use crate::notify::outbox::Kind;
 
 /// A recorded notification still unapplied after this long is finished by the worker.
 pub const REAPPLY_AFTER: Duration = Duration::from_secs(5);
+/// A payer's account number longer than this is cut: no bank's is nearly as long.
+const PAYER_ACCOUNT_BYTES_MAX: usize = 64;
 /// Rows the worker re-applies per pass.
 pub const REAPPLY_ROWS_MAX: i64 = 100;
 /// A pass gives up after this many failures, so an outage costs a few timeouts per pass.
@@ -120,6 +122,10 @@ impl Payments {
                 .increment(1);
             tracing::warn!(target: "security", gateway = kind.as_str(), reason = %rejection,
                 "payment webhook refused: not authentic");
+            if let Ok(client) = self.db.get().await {
+                let event = allot_store::status::ActivityKind::WebhookRejected;
+                crate::alerts::record(&client, event, None, None, None, Some(kind.as_str())).await;
+            }
             return Err(ApiError::new(ErrorCode::InvalidSignature));
         }
         let notification = gateway.parse(delivery.body)?;
@@ -169,6 +175,13 @@ impl Payments {
             normalized_reference: &normalize_reference(&n.reference),
             ledger_id: &format_payment_id(ledger_id),
             body: body_text.as_ref(),
+            // Bounded, like every text a bank sends us that we keep.
+            payer_account: n
+                .payer_account
+                .as_deref()
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| &a[..a.floor_char_boundary(PAYER_ACCOUNT_BYTES_MAX)]),
         };
         let row = store::record_notification(&client, &new)
             .await?

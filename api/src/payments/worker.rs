@@ -29,6 +29,20 @@ pub async fn run(payments: Payments, notifier: Notifier, notify: NotifySettings,
         if let Err(e) = payments.reapply_unapplied().await {
             tracing::warn!(error = %e, "re-applying payment notifications failed");
         }
+        report_backlog(&payments).await;
         tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The outbox's backlog as gauges (`allot_outbox_backlog`, `allot_outbox_oldest_due_seconds`),
+/// for the operators' alert on notifications piling up. The leader reports for everyone.
+async fn report_backlog(payments: &Payments) {
+    let Ok(client) = payments.db.get().await else { return };
+    match allot_store::outbox::backlog(&client).await {
+        Ok((rows, oldest)) => {
+            metrics::gauge!("allot_outbox_backlog").set(rows as f64);
+            metrics::gauge!("allot_outbox_oldest_due_seconds").set(oldest);
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the outbox backlog failed"),
     }
 }

@@ -24,6 +24,10 @@ use crate::identity::users::{self, IdentityField, Registration};
 use crate::identity::Role;
 use crate::state::AppState;
 
+/// An app's stable id of the device it runs on (optional); only its hash is kept, as
+/// evidence for the rule on many accounts from one device.
+pub const DEVICE_ID: &str = "X-Device-Id";
+
 /// `DELETE /v1/sessions` reads its optional body by hand; a refresh token fits easily.
 const LOGOUT_BODY_BYTES_MAX: usize = 1024;
 
@@ -102,6 +106,11 @@ pub async fn register(
     crate::routes::challenge::check_ip(&state, &req)?;
     crate::routes::challenge::verify_pow(&state, &req).await?;
     let user_id = state.identity.register(registration).await?;
+    // Evidence for the unusual-activity rules: many accounts from one network or device.
+    let ip = crate::routes::challenge::client_ip(&state, &req);
+    let device = req.headers().get(DEVICE_ID).and_then(|v| v.to_str().ok());
+    let kind = allot_store::status::ActivityKind::Registration;
+    crate::alerts::record(&state.db.get().await?, kind, Some(user_id), ip, device, None).await;
     Ok(HttpResponse::Created().json(Registered { user_id }))
 }
 
@@ -140,7 +149,7 @@ pub struct Session {
         (status = 401, body = ErrorBody,
             description = "`invalid_credentials`, `mfa_required`, `invalid_mfa_code`"),
         (status = 403, body = ErrorBody,
-            description = "`proof_of_work_required`, `proof_of_work_invalid`"),
+            description = "`proof_of_work_required`, `proof_of_work_invalid`, `account_suspended`"),
         (status = 429, body = ErrorBody,
             description = "`rate_limited`: this address, or an account backing off or locked"),
     ))]

@@ -9,6 +9,7 @@
 //! folder, `startup` and `main` are the only code that knows actix.
 
 pub mod admin;
+pub mod alerts;
 pub mod allocation;
 pub mod challenge;
 pub mod exports;
@@ -25,6 +26,7 @@ pub mod queue;
 pub mod reports;
 pub mod reservations;
 pub mod respond;
+pub mod tickets;
 pub mod verification;
 pub mod waitlist;
 
@@ -48,5 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, operator: bool) {
         .configure(challenge::configure)
         .configure(waitlist::configure)
         .configure(verification::configure)
-        .configure(partners::configure);
+        .configure(partners::configure)
+        .configure(tickets::configure)
+        .configure(alerts::configure);
 }

@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::identity;
 use super::{admin, health, offerings, payments, reservations};
+use super::{alerts, exports, partners, reports, tickets, verification};
 use super::{allocation, challenge, queue, waitlist};
-use super::{exports, partners, reports, verification};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -71,6 +71,13 @@ use super::{exports, partners, reports, verification};
         partners::token,
         partners::reserve,
         partners::list,
+        tickets::mine,
+        tickets::transfer,
+        tickets::verify,
+        tickets::key,
+        alerts::list,
+        alerts::acknowledge,
+        alerts::suspension,
     ),
     modifiers(&BearerAuth)
 )]
