@@ -211,6 +211,7 @@ async fn production_app(offerings: PathBuf) -> TestApp {
     s.identity.identity_key = "2b".repeat(32).into();
     s.payments.webhook_secret_bank = "3c".repeat(32).into();
     s.exports.signing_key = "4d".repeat(32).into();
+    s.tickets.signing_key = "5e".repeat(32).into();
     s.payments.promptpay_biller_id = "099400016550100".into();
     let app = Application::build(s).await.expect("a configured production app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
