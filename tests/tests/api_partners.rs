@@ -353,3 +353,91 @@ async fn a_partner_hears_of_its_holds_by_signed_webhooks_retried_through_the_out
         .get(0);
     assert_eq!(sent, "sent");
 }
+
+#[allot_tests::test]
+async fn a_partners_customer_pays_at_the_bank_and_the_partner_hears_it_confirmed() {
+    use hmac::{Hmac, Mac};
+    let bank_key = [0x3cu8; 32];
+    let app = TestApp::spawn_configured(allot_tests::app::seed_offerings_dir(), |s| {
+        s.payments.webhook_secret_bank = hex::encode(bank_key).into();
+    })
+    .await;
+    let (url, received) = webhook_receiver().await;
+    let admin = app.token(1, Role::Admin);
+    let body = json!({"name": "Paying Bank", "webhook_url": url});
+    let (status, created) =
+        call(&app, Method::POST, "/v1/admin/partners", &admin, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["partner_id"].as_i64().unwrap();
+    let path = format!("/v1/admin/partners/{id}/allocations/bond-2026");
+    let (status, _) =
+        call(&app, Method::PUT, &path, &admin, Some(json!({"units": 1_000_000}))).await;
+    assert_eq!(status, 200);
+    let (client_id, secret) =
+        (created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap());
+    let (_, token) = partner_token(&app, client_id, secret).await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let order = json!({"national_id": national_id(), "quantity": 100_000});
+    let (status, held) = partner_reserve(&app, &token, "bond-2026", "o1", order).await;
+    assert_eq!(status, 201, "{held}");
+    let reservation = held["reservation_id"].as_str().unwrap().to_owned();
+
+    // Only this partner may open its payment; then the bank's signed webhook confirms it.
+    let pay = format!("/v1/partner/reservations/{reservation}/payments");
+    let method = json!({"method": "promptpay", "gateway": "bank"});
+    let (_, person) = app.citizen();
+    let (status, _) = call(&app, Method::POST, &pay, &person, Some(method.clone())).await;
+    assert_eq!(status, 401);
+    let (status, intent) = call(&app, Method::POST, &pay, &token, Some(method.clone())).await;
+    assert_eq!(status, 201, "{intent}");
+    assert_eq!(intent["amount_satang"], 1_000_000, "10% of 100,000 baht, in satang");
+    let (status, again) = call(&app, Method::POST, &pay, &token, Some(method)).await;
+    assert_eq!((status, &again["payment_id"]), (200, &intent["payment_id"]));
+    let paid = serde_json::to_vec(&json!({
+        "transaction_id": "BANK-TX-1",
+        "reference": intent["reference"],
+        "amount_satang": 1_000_000,
+        "paid_at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "currency": "THB",
+    }))
+    .unwrap();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&bank_key).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(&paid);
+    let res = app
+        .client
+        .post(app.url("/v1/payments/webhooks/bank"))
+        .header("content-type", "application/json")
+        .header("X-Allot-Timestamp", ts.to_string())
+        .header("X-Allot-Signature", format!("v1={}", hex::encode(mac.finalize().into_bytes())))
+        .body(paid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let offering = app.state.catalog.get("bond-2026").unwrap();
+    let allocation =
+        app.state.ledger.partner_balance(&offering.spec, id as u16).await.unwrap().unwrap();
+    assert_eq!((allocation.held, allocation.confirmed), (0, 100_000));
+
+    // The partner hears it: held, then confirmed (the first delivery refused and retried).
+    let statuses = || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<Value>(&r.3).unwrap()["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    app.eventually(std::time::Duration::from_secs(30), || async {
+        let s = statuses();
+        s.contains(&"held".to_owned()) && s.contains(&"confirmed".to_owned())
+    })
+    .await;
+}

@@ -165,6 +165,34 @@ impl Payments {
         body: &CreatePayment,
     ) -> ApiResult<(PaymentIntent, bool)> {
         let (info, reservation) = self.own_reservation(who, reservation_id).await?;
+        self.create_for(who.user_id, info, reservation, body).await
+    }
+
+    /// Opens (or returns) the payment intent of a reservation a partner placed, on the
+    /// partner's behalf: its customer pays the deposit at their bank. Another partner's
+    /// reservation, or a person's, does not exist for it.
+    pub async fn create_for_partner(
+        &self,
+        partner: u16,
+        reservation_id: &str,
+        body: &CreatePayment,
+    ) -> ApiResult<(PaymentIntent, bool)> {
+        let not_found = || ApiError::field(ErrorCode::ReservationNotFound, "reservation_id");
+        let (info, reservation) = self.reservation(reservation_id).await?;
+        if info.partner != Some(partner) {
+            return Err(not_found());
+        }
+        let customer = i64::try_from(info.person).map_err(|_| not_found())?;
+        self.create_for(customer, info, reservation, body).await
+    }
+
+    async fn create_for(
+        &self,
+        user_id: i64,
+        info: HoldInfo,
+        reservation: Reservation,
+        body: &CreatePayment,
+    ) -> ApiResult<(PaymentIntent, bool)> {
         if let Some(existing) = self.load_by_reservation(&reservation.reservation_id).await? {
             return Ok((existing.describe(self.biller_id())?, false));
         }
@@ -179,7 +207,7 @@ impl Payments {
         if reservation.deposit_due_satang == 0 {
             return Err(ApiError::new(ErrorCode::ReservationNotPayable));
         }
-        self.open(who, &reservation, gateway, (info.expires_at, info.lapses_at)).await
+        self.open(user_id, &reservation, gateway, (info.expires_at, info.lapses_at)).await
     }
 
     /// The reservation as the ledger has it now, if `who` owns it: staff may read a
@@ -189,15 +217,21 @@ impl Payments {
         who: &Principal,
         id: &str,
     ) -> ApiResult<(HoldInfo, Reservation)> {
+        let (info, reservation) = self.reservation(id).await?;
+        if info.person != who.person() {
+            return Err(ApiError::field(ErrorCode::ReservationNotFound, "reservation_id"));
+        }
+        Ok((info, reservation))
+    }
+
+    /// The reservation as the ledger has it now, whoever holds it.
+    async fn reservation(&self, id: &str) -> ApiResult<(HoldInfo, Reservation)> {
         let not_found = || ApiError::field(ErrorCode::ReservationNotFound, "reservation_id");
         let hold = reservations::parse_id(id).ok_or_else(not_found)?;
         let info = tokio::time::timeout(self.ledger_timeout, self.ledger.hold_info(hold))
             .await
             .map_err(|_| ApiError::ledger_timeout())??
             .ok_or_else(not_found)?;
-        if info.person != who.person() {
-            return Err(not_found());
-        }
         let offering = self.catalog.by_number(info.offering).ok_or_else(not_found)?;
         Ok((info, reservations::describe(&offering, &info)))
     }
@@ -220,7 +254,7 @@ impl Payments {
     /// transaction; draws again if the id or reference is taken.
     async fn open(
         &self,
-        who: &Principal,
+        user_id: i64,
         reservation: &Reservation,
         gateway: GatewayKind,
         (expires_at, lapses_at): (SystemTime, SystemTime),
@@ -238,7 +272,7 @@ impl Payments {
                 payment_id: &payment_id,
                 reservation_id: &reservation.reservation_id,
                 offering_id: &reservation.offering_id,
-                user_id: who.user_id,
+                user_id,
                 gateway: gateway.as_str(),
                 amount_satang: amount as i64,
                 reference: &reference,
@@ -256,7 +290,7 @@ impl Payments {
                     });
                     let notice = HoldNotice {
                         reservation_id: &reservation.reservation_id,
-                        user_id: who.user_id,
+                        user_id,
                         offering_id: &reservation.offering_id,
                         deposit_satang: amount,
                         deadline: expires_at,

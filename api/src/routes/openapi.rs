@@ -70,6 +70,7 @@ use super::{allocation, challenge, queue, waitlist};
         partners::allocate,
         partners::token,
         partners::reserve,
+        partners::pay,
         partners::list,
         tickets::mine,
         tickets::transfer,

@@ -22,7 +22,12 @@ use crate::reservations::{check_key, Reservation};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(create).service(allocate).service(token).service(reserve).service(list);
+    cfg.service(create)
+        .service(allocate)
+        .service(token)
+        .service(reserve)
+        .service(pay)
+        .service(list);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -189,6 +194,33 @@ pub async fn reserve(
     let key = check_key(req.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()))?;
     let (reservation, replayed) = state.partners.reserve(partner, &id, key, &body).await?;
     Ok(if replayed { HttpResponse::Ok() } else { HttpResponse::Created() }.json(reservation))
+}
+
+/// Opens (or returns) the payment intent of one of the partner's reservations: the exact
+/// deposit, a PromptPay QR and its reference, for its customer to pay at their bank; the
+/// bank's signed webhook confirms it as any payment (201 opened, 200 the one already open).
+#[utoipa::path(post, path = "/v1/partner/reservations/{id}/payments",
+    request_body = crate::payments::CreatePayment,
+    params(("id" = String, Path, description = "reservation id, 30 hex digits")),
+    responses(
+        (status = 201, body = crate::payments::PaymentIntent),
+        (status = 200, body = crate::payments::PaymentIntent),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`reservation_not_found`: not this partner's"),
+        (status = 409, body = ErrorBody, description = "`hold_expired`, `reservation_not_payable`"),
+        (status = 429, body = ErrorBody),
+    ),
+    security(("partner" = [])))]
+#[post("/v1/partner/reservations/{id}/payments")]
+pub async fn pay(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+    body: web::Json<crate::payments::CreatePayment>,
+) -> ApiResult<HttpResponse> {
+    let partner = state.partners.authenticate(bearer(&req))?;
+    let (intent, created) = state.payments.create_for_partner(partner, &id, &body).await?;
+    Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(intent))
 }
 
 /// The partner's reservations (its customers'), newest first, from the projection.
