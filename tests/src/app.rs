@@ -230,7 +230,7 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
-    /// POSTs a reservation and returns (status, body).
+    /// POSTs a reservation without an admission and returns (status, body).
     pub async fn reserve(
         &self,
         token: &str,
@@ -238,17 +238,67 @@ impl TestApp {
         key: &str,
         body: Value,
     ) -> (u16, Value) {
-        let res = self
+        self.reserve_with(token, offering, key, body, None).await
+    }
+
+    /// POSTs a reservation, with `X-Queue-Admission` when given, and returns (status, body).
+    pub async fn reserve_with(
+        &self,
+        token: &str,
+        offering: &str,
+        key: &str,
+        body: Value,
+        admission: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
             .client
             .post(self.url(&format!("/v1/offerings/{offering}/reservations")))
             .bearer_auth(token)
             .header("Idempotency-Key", key)
-            .json(&body)
+            .json(&body);
+        if let Some(admission) = admission {
+            req = req.header("X-Queue-Admission", admission);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The fan's path into a queued offering: joins its waiting room (with a solved
+    /// challenge), reads the status until admitted, and returns the admission token that
+    /// reservations then carry in `X-Queue-Admission`.
+    pub async fn admitted(&self, token: &str, offering: &str) -> String {
+        let res = self
+            .client
+            .post(self.url(&format!("/v1/offerings/{offering}/queue")))
+            .bearer_auth(token)
+            .header("X-Pow", self.pow().await)
             .send()
             .await
             .unwrap();
         let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        let joined: Value = res.json().await.unwrap_or(Value::Null);
+        assert!(matches!(status, 200 | 201), "joining {offering}'s queue: {status} {joined}");
+        let ticket = joined["ticket"].as_str().expect("a queue ticket").to_owned();
+        let start = std::time::Instant::now();
+        loop {
+            let res = self
+                .client
+                .get(self.url(&format!("/v1/offerings/{offering}/queue/status")))
+                .header("X-Queue-Ticket", &ticket)
+                .send()
+                .await
+                .unwrap();
+            let now: Value = res.json().await.unwrap_or(Value::Null);
+            if now["status"] == "admitted" {
+                return now["admission_token"].as_str().expect("an admission token").to_owned();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "never admitted to {offering}: {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until `check` holds, polling; panics after `limit`.

@@ -117,16 +117,19 @@ async fn a_korean_passport_fan_reserves_concert_seats_and_is_refused_on_the_bond
     let decided = approve_at_sandbox(&app, user, &token, "approved").await;
     assert_eq!(decided["verification"], "verified");
     assert_eq!(me(&app, &token).await["identity"]["verification"], "verified");
-    // The token from before the approval is judged by it: no new sign-in needed.
-    let (status, held) = app.reserve(&token, "concert-r1", "s2", seats).await;
+    // The token from before the approval is judged by it: no new sign-in needed. The round
+    // has a waiting room: the fan joins it and reserves once admitted.
+    let admission = app.admitted(&token, "concert-r1").await;
+    let admitted = Some(admission.as_str());
+    let (status, held) = app.reserve_with(&token, "concert-r1", "s2", seats, admitted).await;
     assert_eq!(status, 201, "{held}");
     assert_eq!(held["quantity"], 2);
     // The per-fan limit of 4 is per person: 2 more fit, a fifth does not.
-    let (status, _) =
-        app.reserve(&token, "concert-r1", "s3", json!({"quantity": 2, "zone": "b"})).await;
+    let two = json!({"quantity": 2, "zone": "b"});
+    let (status, _) = app.reserve_with(&token, "concert-r1", "s3", two, admitted).await;
     assert_eq!(status, 201);
-    let (status, err) =
-        app.reserve(&token, "concert-r1", "s4", json!({"quantity": 1, "zone": "b"})).await;
+    let one = json!({"quantity": 1, "zone": "b"});
+    let (status, err) = app.reserve_with(&token, "concert-r1", "s4", one, admitted).await;
     assert_eq!((status, err["code"].as_str()), (409, Some("person_limit_exceeded")), "{err}");
 
     let (status, err) = app.reserve(&token, "bond-2026", "b1", json!({"quantity": 100_000})).await;
@@ -441,7 +444,8 @@ async fn a_phone_is_verified_by_a_code_sent_through_the_sms_gateway() {
     .await;
     assert_eq!(status, 200, "{ok}");
     assert_eq!(me(&app, &token).await["identity"]["verification"], "verified");
-    let (status, held) = app.reserve(&token, "concert-r1", "c2", seat).await;
+    let admission = app.admitted(&token, "concert-r1").await;
+    let (status, held) = app.reserve_with(&token, "concert-r1", "c2", seat, Some(&admission)).await;
     assert_eq!(status, 201, "{held}");
     // Spent: the same code again is refused.
     let (status, _) = call(

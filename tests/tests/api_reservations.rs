@@ -161,6 +161,8 @@ async fn a_bond_reservation_is_held_projected_and_readable() {
 async fn business_rules_answer_with_their_codes_and_change_nothing() {
     let app = TestApp::spawn_with_seeds().await;
     let (_, token) = app.citizen();
+    // The concert rounds pass the waiting room: their cases are judged once admitted.
+    let admission = app.admitted(&token, "concert-r1").await;
     let cases = [
         ("bond-2026", json!({"quantity": 4_000}), 422, "below_minimum"),
         ("bond-2026", json!({"quantity": 5_500}), 422, "not_lot_multiple"),
@@ -171,7 +173,9 @@ async fn business_rules_answer_with_their_codes_and_change_nothing() {
         ("nope", json!({"quantity": 1}), 404, "offering_not_found"),
     ];
     for (i, (offering, body, status, code)) in cases.into_iter().enumerate() {
-        let (got, err) = app.reserve(&token, offering, &format!("k{i}"), body.clone()).await;
+        let admitted = (offering == "concert-r1").then_some(admission.as_str());
+        let key = format!("k{i}");
+        let (got, err) = app.reserve_with(&token, offering, &key, body.clone(), admitted).await;
         assert_eq!((got, err["code"].as_str()), (status, Some(code)), "{offering} {body}");
         assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
@@ -188,14 +192,26 @@ async fn business_rules_answer_with_their_codes_and_change_nothing() {
 
     // Per fan limit across several requests and zones: 4 per round.
     let (_, fan) = app.citizen();
-    let (s1, _) = app.reserve(&fan, "concert-r1", "a", json!({"quantity": 3, "zone": "vip"})).await;
-    let (s2, err) = app.reserve(&fan, "concert-r1", "b", json!({"quantity": 2, "zone": "a"})).await;
+    let r1 = app.admitted(&fan, "concert-r1").await;
+    let reserve = |round: &'static str, key: &'static str, admission: String, body: Value| {
+        let fan = fan.clone();
+        let app = &app;
+        async move { app.reserve_with(&fan, round, key, body, Some(&admission)).await }
+    };
+    let (s1, _) =
+        reserve("concert-r1", "a", r1.clone(), json!({"quantity": 3, "zone": "vip"})).await;
+    let (s2, err) =
+        reserve("concert-r1", "b", r1.clone(), json!({"quantity": 2, "zone": "a"})).await;
     assert_eq!((s1, s2, err["code"].as_str()), (201, 409, Some("person_limit_exceeded")));
     assert_eq!(err["field"], "quantity");
-    let (s3, _) = app.reserve(&fan, "concert-r1", "c", json!({"quantity": 1, "zone": "a"})).await;
+    let (s3, _) = reserve("concert-r1", "c", r1.clone(), json!({"quantity": 1, "zone": "a"})).await;
     assert_eq!(s3, 201);
-    // The other round has its own limit.
-    let (s4, _) = app.reserve(&fan, "concert-r2", "a", json!({"quantity": 4, "zone": "b"})).await;
+    // The other round has its own waiting room (round one's admission is not for it) and its
+    // own limit.
+    let (s4, err) = reserve("concert-r2", "a", r1, json!({"quantity": 4, "zone": "b"})).await;
+    assert_eq!((s4, err["code"].as_str()), (403, Some("queue_admission_required")), "{err}");
+    let r2 = app.admitted(&fan, "concert-r2").await;
+    let (s4, _) = reserve("concert-r2", "a", r2, json!({"quantity": 4, "zone": "b"})).await;
     assert_eq!(s4, 201);
 }
 
@@ -471,8 +487,9 @@ async fn operability_endpoints() {
     assert_eq!(ready, json!({"status": "ok", "tigerbeetle": "ok", "postgres": "ok"}));
 
     let (_, token) = app.citizen();
-    let (status, held) =
-        app.reserve(&token, "concert-r1", "m", json!({"quantity": 1, "zone": "b"})).await;
+    let admission = app.admitted(&token, "concert-r1").await;
+    let seat = json!({"quantity": 1, "zone": "b"});
+    let (status, held) = app.reserve_with(&token, "concert-r1", "m", seat, Some(&admission)).await;
     assert_eq!(
         (status, held["status"].as_str(), held["quantity"].as_u64(), held["zone"].as_str()),
         (201, Some("held"), Some(1), Some("b")),

@@ -210,22 +210,41 @@ async fn both_concert_rounds_sell_separately_with_a_limit_each() {
             (50_000, Some(4), Some(true))
         );
     }
+    // Fans pass each round's waiting room: no seat without an admission, and nothing held.
+    for round in ["concert-r1", "concert-r2"] {
+        let (status, err) =
+            app.reserve(&fan, round, "early", json!({"quantity": 1, "zone": "b"})).await;
+        assert_eq!(
+            (status, err["code"].as_str(), err["field"].as_str()),
+            (403, Some("queue_admission_required"), Some("X-Queue-Admission")),
+            "{round}: {err}"
+        );
+        assert_eq!(
+            err["message"],
+            "Wait for your turn in the queue: reserving needs an admission from the waiting room."
+        );
+        assert_eq!(zone(&app, round, "b").await, (0, 30_000), "{round}");
+    }
+    let r1 = app.admitted(&fan, "concert-r1").await;
+    let r2 = app.admitted(&fan, "concert-r2").await;
+    let reserve = |round: &'static str, key: &'static str, admission: &str, body: Value| {
+        let (app, fan, admission) = (&app, fan.clone(), admission.to_owned());
+        async move { app.reserve_with(&fan, round, key, body, Some(&admission)).await }
+    };
     // Four in round one: the fan's limit there is reached...
-    let (status, r) =
-        app.reserve(&fan, "concert-r1", "r1", json!({"quantity": 4, "zone": "vip"})).await;
+    let (status, r) = reserve("concert-r1", "r1", &r1, json!({"quantity": 4, "zone": "vip"})).await;
     assert_eq!((status, r["quantity"].as_u64()), (201, Some(4)), "{r}");
     refused(
-        app.reserve(&fan, "concert-r1", "r1-more", json!({"quantity": 1, "zone": "b"})).await,
+        reserve("concert-r1", "r1-more", &r1, json!({"quantity": 1, "zone": "b"})).await,
         409,
         "person_limit_exceeded",
         "This would take you over the limit of 4 per person.",
     );
     // ...and round two is untouched by it: four more there, then its own limit.
-    let (status, r) =
-        app.reserve(&fan, "concert-r2", "r2", json!({"quantity": 4, "zone": "vip"})).await;
+    let (status, r) = reserve("concert-r2", "r2", &r2, json!({"quantity": 4, "zone": "vip"})).await;
     assert_eq!((status, r["quantity"].as_u64()), (201, Some(4)), "{r}");
     refused(
-        app.reserve(&fan, "concert-r2", "r2-more", json!({"quantity": 1, "zone": "a"})).await,
+        reserve("concert-r2", "r2-more", &r2, json!({"quantity": 1, "zone": "a"})).await,
         409,
         "person_limit_exceeded",
         "This would take you over the limit of 4 per person.",
