@@ -236,3 +236,29 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<Htt
     let partner = state.partners.authenticate(bearer(&req))?;
     Ok(HttpResponse::Ok().json(state.partners.list(partner).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_new_endpoint_is_in_the_document() {
+        let doc = serde_json::to_value(crate::routes::openapi::document()).unwrap();
+        for (path, method) in [
+            ("/v1/admin/partners", "post"),
+            ("/v1/admin/partners/{partner_id}/allocations/{offering_id}", "put"),
+            ("/v1/partner/token", "post"),
+            ("/v1/partner/offerings/{id}/reservations", "post"),
+            ("/v1/partner/reservations/{id}/payments", "post"),
+            ("/v1/partner/reservations", "get"),
+            ("/v1/me/identity/code", "post"),
+            ("/v1/me/identity/verify", "post"),
+            ("/v1/me/kyc", "post"),
+            ("/v1/kyc/callbacks/{provider}", "post"),
+            ("/v1/sandbox/kyc/{user_id}", "post"),
+        ] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
+        }
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas["RegisterRequest"]["properties"]["identity"].is_object(), "{schemas}");
+        assert!(doc["components"]["securitySchemes"]["partner"].is_object());
+    }
+}
