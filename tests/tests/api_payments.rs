@@ -72,6 +72,7 @@ fn notification(transaction_id: &str, reference: &str, amount_satang: u64) -> Ve
         "reference": reference,
         "amount_satang": amount_satang,
         "paid_at": allot_tests::finance::paid_now(),
+        "currency": "THB",
     }))
     .unwrap()
 }

@@ -365,8 +365,11 @@ async fn bank_delivery(
         "paid_at": time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap(),
+        "currency": "THB",
     });
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    // A null in `extra` leaves the field out.
+    body.as_object_mut().unwrap().retain(|_, value| !value.is_null());
     let body = serde_json::to_vec(&body).unwrap();
     let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
     let res = app
@@ -411,6 +414,27 @@ async fn a_bank_rotating_its_key_may_send_two_signatures_and_other_currencies_ar
     assert_eq!(recorded, 1, "only the first delivery is recorded");
     let (status, _) = bank_delivery(&app, json!({"currency": "THB"}), sign).await;
     assert_eq!(status, 200);
+}
+
+#[allot_tests::test]
+async fn a_bank_notification_without_a_currency_is_refused_not_taken_for_baht() {
+    let app = TestApp::spawn().await;
+    let bank = &app.state.payments.gateways().bank;
+    let sign = |ts: &str, body: &[u8]| bank.sign(ts, body);
+    let (status, answer) = bank_delivery(&app, json!({"currency": null}), sign).await;
+    assert_eq!(
+        (status, answer["code"].as_str(), answer["field"].as_str()),
+        (400, Some("validation_error"), Some("currency")),
+        "{answer}"
+    );
+    let recorded: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM payment_notifications", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 0, "a notification without a currency was recorded");
 }
 
 #[allot_tests::test]

@@ -76,11 +76,11 @@ pub struct Notification {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub paid_at: OffsetDateTime,
-    /// ISO 4217 code of the amount: `THB` (satang), the only currency we take. Money in any
-    /// other is refused (400) rather than booked as baht. Senders that predate the field
-    /// may leave it out; it then means THB.
+    /// ISO 4217 code of the amount: `THB` (satang), the only currency we take. Required:
+    /// money in any other currency, or in one not named, is refused (400) rather than
+    /// booked as baht.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = "^THB$")]
+    #[schema(required = true, value_type = String, pattern = "^THB$")]
     pub currency: Option<String>,
     /// The account the money came from, when the bank reports it (PromptPay does). Kept
     /// for the rule on one payer paying for many people.
@@ -225,7 +225,9 @@ impl Gateway for SignedWebhook {
         if n.amount_satang == 0 || i64::try_from(n.amount_satang).is_err() {
             return Err(ApiError::validation("amount_satang", "a positive number of satang"));
         }
-        if n.currency.as_deref().is_some_and(|c| c != CURRENCY) {
+        // Read as optional so that a missing currency gets the same clear answer as a
+        // wrong one, not serde's.
+        if n.currency.as_deref() != Some(CURRENCY) {
             return Err(ApiError::validation("currency", "THB: we take baht only"));
         }
         Ok(n)
@@ -291,7 +293,7 @@ mod tests {
     #[test]
     fn a_fresh_signed_delivery_passes_and_anything_else_does_not() {
         let g = gateway();
-        let body = br#"{"transaction_id":"t1","reference":"R","amount_satang":1,"paid_at":"2026-01-01T00:00:00Z"}"#;
+        let body = br#"{"transaction_id":"t1","reference":"R","amount_satang":1,"paid_at":"2026-01-01T00:00:00Z","currency":"THB"}"#;
         let now = 1_800_000_000;
         let ts = now.to_string();
         let sig = g.sign(&ts, body);
@@ -377,5 +379,8 @@ mod tests {
             "x".repeat(65)
         );
         assert_eq!(g.parse(long.as_bytes()).unwrap_err().field.as_deref(), Some("transaction_id"));
+        // No currency is not baht by default.
+        let unnamed = br#"{"transaction_id":"t","reference":"R","amount_satang":1,"paid_at":"2026-01-01T00:00:00Z"}"#;
+        assert_eq!(g.parse(unnamed).unwrap_err().field.as_deref(), Some("currency"));
     }
 }

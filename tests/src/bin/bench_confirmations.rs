@@ -164,6 +164,7 @@ async fn run(args: &Args, tb_addresses: &str) -> Result<Vec<Metric>, String> {
                         "reference": intent.reference,
                         "amount_satang": intent.amount_satang,
                         "paid_at": allot_tests::finance::paid_now(),
+                        "currency": "THB",
                     }))
                     .expect("serializes");
                     let ts = SystemTime::now()
