@@ -328,17 +328,22 @@ pub async fn totp_secret(
     Ok(row.map(|row| row.get(0)))
 }
 
-/// Enables TOTP if the stored secret is still `secret`: a concurrent re-enrolment with
-/// another secret is not enabled by a code for this one. `false` when nothing changed.
+/// Enables TOTP if the stored secret is still `secret` (a concurrent re-enrolment with
+/// another secret is not enabled by a code for this one), using step `step` of the
+/// confirming code as [`use_totp_step`] does: the code that confirmed cannot then sign in.
+/// `false` when nothing changed.
 pub async fn enable_totp(
     client: &impl GenericClient,
     user_id: i64,
     secret: &str,
+    step: i64,
 ) -> Result<bool, Error> {
     let enabled = client
         .execute(
-            "UPDATE users SET totp_enabled = TRUE WHERE user_id = $1 AND totp_secret = $2",
-            &[&user_id, &secret],
+            "UPDATE users SET totp_enabled = TRUE, totp_last_step = $3
+             WHERE user_id = $1 AND totp_secret = $2
+               AND (totp_last_step IS NULL OR totp_last_step < $3)",
+            &[&user_id, &secret, &step],
         )
         .await?;
     Ok(enabled > 0)

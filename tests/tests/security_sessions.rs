@@ -200,3 +200,28 @@ async fn a_session_ends_at_its_absolute_lifetime_however_often_it_is_refreshed()
     let (status, res) = refresh(&app, &session).await;
     assert_eq!(status, 401, "refreshed past the session's end: {res}");
 }
+
+#[allot_tests::test]
+async fn the_code_that_confirmed_a_second_factor_does_not_also_sign_in() {
+    let app = TestApp::spawn().await;
+    let (_, email, session) = citizen(&app).await;
+    let body = json!({"password": PASSWORD});
+    let (status, enrolment) =
+        send(&app, app.client.post(app.url("/v1/me/mfa")), Some(access(&session)), Some(body))
+            .await;
+    assert_eq!(status, 201, "{enrolment}");
+    let code = totp::code_at(enrolment["secret"].as_str().unwrap(), now()).unwrap();
+    let req = app.client.post(app.url("/v1/me/mfa/confirm"));
+    let (status, res) = send(&app, req, Some(access(&session)), Some(json!({"code": code}))).await;
+    assert_eq!(status, 200, "{res}");
+
+    // Someone who watched the code being typed tries it at once with the password.
+    let body = json!({"login": email, "password": PASSWORD, "totp": code});
+    let (status, res) =
+        send(&app, app.client.post(app.url("/v1/sessions")), None, Some(body)).await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (401, Some("invalid_mfa_code")),
+        "the confirming code signed in again: {res}"
+    );
+}

@@ -64,7 +64,8 @@ impl Identity {
         }
     }
 
-    /// Confirms enrolment with a current `code`; from then on sign-in requires a code. The
+    /// Confirms enrolment with a current `code`, which is then used up like a sign-in's;
+    /// from then on sign-in requires a code. The
     /// confirming session has passed the factor; every other session of the user ends, so
     /// none goes on without it.
     pub async fn confirm_mfa(&self, user_id: i64, session: Uuid, code: &str) -> ApiResult<()> {
@@ -74,12 +75,12 @@ impl Identity {
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
         let invalid = || ApiError::field(ErrorCode::InvalidMfaCode, "code");
         let secret = secret.ok_or_else(invalid)?;
-        if !totp::verify(&secret, code, now_seconds()) {
-            return Err(invalid());
-        }
+        let step = totp::matching_step(&secret, code, now_seconds()).ok_or_else(invalid)?;
+        let step = i64::try_from(step).map_err(|_| invalid())?;
         // The secret is part of the condition: a concurrent re-enrolment with another
-        // secret must not be enabled by a code for this one.
-        if !store::enable_totp(&client, user_id, &secret).await? {
+        // secret must not be enabled by a code for this one. The step is used up, so the
+        // code someone saw typed here does not sign in too.
+        if !store::enable_totp(&client, user_id, &secret, step).await? {
             return Err(invalid());
         }
         store::set_session_mfa(&client, user_id, session).await?;
