@@ -371,9 +371,21 @@ pub async fn run_from_env() -> Result<(), String> {
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
+/// Logs at `ALLOT_LOG` (default `info`), except what the database driver says below
+/// `info`, whatever `ALLOT_LOG` asks: at `debug` it prints every statement with the values
+/// bound to it (emails, password hashes, second-factor secrets, token hashes).
 fn init_logging(format: &str) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{filter_fn, EnvFilter};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("ALLOT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let quiet_driver = filter_fn(|meta| {
+        !(meta.target().starts_with("tokio_postgres") && *meta.level() > tracing::Level::INFO)
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if format == "pretty" { builder.try_init() } else { builder.json().try_init() };
+    let _ = if format == "pretty" {
+        builder.finish().with(quiet_driver).try_init()
+    } else {
+        builder.json().finish().with(quiet_driver).try_init()
+    };
 }

@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use allot_tests::app::fresh_database;
@@ -17,13 +17,14 @@ fn api_binary() -> PathBuf {
     bin
 }
 
-#[allot_tests::test]
-async fn logs_keep_neither_a_clients_values_nor_query_strings() {
+/// The API binary logging to a file at `level` (`ALLOT_LOG`), serving: (process, its URL,
+/// the log file, the data dir that holds the file).
+async fn spawn(level: &str) -> (Child, String, PathBuf, tempfile::TempDir) {
     let database_url = fresh_database().await;
     let data_dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log = data_dir.path().join("api.log");
-    let mut child = Command::new(api_binary())
+    let child = Command::new(api_binary())
         .env("ALLOT_DEV_MODE", "true")
         .env("ALLOT_CONFIG", "/nonexistent/allot.toml")
         .env("ALLOT_HTTP_ADDR", format!("127.0.0.1:{port}"))
@@ -31,7 +32,7 @@ async fn logs_keep_neither_a_clients_values_nor_query_strings() {
         .env("ALLOT_TB_ADDRESSES", tigerbeetle::shared().address())
         .env("ALLOT_DATA_DIR", data_dir.path())
         .env("ALLOT_OFFERINGS_DIR", "/nonexistent")
-        .env("ALLOT_LOG", "info")
+        .env("ALLOT_LOG", level)
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
         .spawn()
@@ -44,6 +45,13 @@ async fn logs_keep_neither_a_clients_values_nor_query_strings() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    (child, url, log, data_dir)
+}
+
+#[allot_tests::test]
+async fn logs_keep_neither_a_clients_values_nor_query_strings() {
+    let (mut child, url, log, _data_dir) = spawn("info").await;
+    let client = reqwest::Client::new();
     let body = r#"{"national_id": 1234567890121, "email": "a@example.com", "password": "x"}"#;
     let res = client
         .post(format!("{url}/v1/users"))
@@ -73,5 +81,31 @@ async fn logs_keep_neither_a_clients_values_nor_query_strings() {
     for secret in ["1234567890121", "SECRETVIEWTOKEN", "SECRETTICKET"] {
         let line = text.lines().find(|l| l.contains(secret));
         assert!(line.is_none(), "{secret} reached the log: {}", line.unwrap_or(""));
+    }
+}
+
+#[allot_tests::test]
+async fn debug_logging_does_not_print_the_values_of_database_statements() {
+    // Asked for everything, down to the database driver itself.
+    for level in ["debug", "debug,tokio_postgres=trace"] {
+        let (mut child, url, log, _data_dir) = spawn(level).await;
+        let login = "statement-parameter@example.com";
+        let res = reqwest::Client::new()
+            .post(format!("{url}/v1/sessions"))
+            .json(&serde_json::json!({"login": login, "password": "not-the-password-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("/v1/sessions"), "no request line:\n{text}");
+        let line = text.lines().find(|l| l.contains(login) || l.contains("with parameters"));
+        assert!(
+            line.is_none(),
+            "ALLOT_LOG={level}: a statement's values reached the log: {line:?}"
+        );
     }
 }
