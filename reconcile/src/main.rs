@@ -104,8 +104,8 @@ struct ExportArgs {
     #[arg(long, value_enum, default_value_t = Formats::Both)]
     format: Formats,
     /// File holding the Ed25519 signing key (64 hex digits). Default: the key in
-    /// `ALLOT_EXPORT_SIGNING_KEY`, else the development key in the data directory
-    /// (generated on first use).
+    /// `ALLOT_EXPORT_SIGNING_KEY`; with `ALLOT_DEV_MODE=true` only, the development key in
+    /// the data directory (generated on first use).
     #[arg(long, env = "ALLOT_EXPORT_SIGNING_KEY_FILE")]
     signing_key: Option<PathBuf>,
     /// Export only these ledgers (repeatable); default: the THB ledger and every
@@ -344,8 +344,11 @@ fn signing_key(conn: &Connection, file: Option<&PathBuf>) -> Result<keys::Signin
             return keys::from_hex(&hex);
         }
     }
-    if std::env::var("ALLOT_DEV_MODE").is_ok_and(|v| v == "false") {
-        return Err("no export signing key: set ALLOT_EXPORT_SIGNING_KEY or --signing-key".into());
+    // Production is the default, as for the API: the development store only when asked.
+    if !std::env::var("ALLOT_DEV_MODE").is_ok_and(|v| v == "true") {
+        return Err("no export signing key: set ALLOT_EXPORT_SIGNING_KEY or --signing-key \
+                    (ALLOT_DEV_MODE=true signs with the development key instead)"
+            .into());
     }
     keys::load_or_generate(&conn.data_dir)
 }

@@ -35,3 +35,19 @@ fn verifying_nothing_fails_and_bad_dates_are_usage_errors() {
     let out = reconcile(&["export", "--from", "yesterday", "--out", "x"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn an_export_without_a_signing_key_is_refused_outside_development() {
+    let dir = std::env::temp_dir().join(format!("reconcile-nokey-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(["export", "--out", dir.join("out").to_str().unwrap()])
+        .env_remove("ALLOT_EXPORT_SIGNING_KEY")
+        .env_remove("ALLOT_DEV_MODE")
+        .env("ALLOT_DATA_DIR", &dir)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ALLOT_EXPORT_SIGNING_KEY"), "{stderr}");
+    assert!(!dir.exists(), "a development key was made: {}", dir.display());
+}

@@ -27,6 +27,8 @@ pub fn reconcile(app: &TestApp, args: &[&str]) -> Output {
         .env("ALLOT_TB_ADDRESSES", tigerbeetle::shared().address())
         .env("ALLOT_TB_CLUSTER", "0")
         .env("ALLOT_DATA_DIR", app.data_dir.path())
+        // The test app runs in development: so does its finance team.
+        .env("ALLOT_DEV_MODE", "true")
         .output()
         .expect("run reconcile")
 }
@@ -97,6 +99,7 @@ pub async fn bank_pays(
         "reference": reference,
         "amount_satang": amount_satang,
         "paid_at": paid_at,
+        "currency": "THB",
     }))
     .unwrap();
     let ts = std::time::SystemTime::now()

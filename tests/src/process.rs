@@ -7,7 +7,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use allot_api::identity::tokens::TokenKeys;
@@ -69,6 +69,28 @@ impl Cluster {
             panic!("API not ready within 30 s ({ready:?}): {log}");
         }
         api
+    }
+
+    /// Starts an instance that is expected to refuse: waits up to `limit` for it to exit
+    /// and answers its output. Panics if it is still running then (it started serving).
+    pub async fn start_refused(&self, limit: Duration) -> Output {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = self
+            .command(port)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn allot-api");
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("the API started instead of refusing: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     fn command(&self, port: u16) -> Command {
