@@ -217,3 +217,20 @@ cargo_deny() {
     printf '%s\n' "$out" >&2
     return "$status"
 }
+
+# Schemathesis, from PyPI, into .tools/ (pinned, in a virtualenv of its own). It drives the
+# contract step (ops/contract): the OpenAPI document checked against the real API. A stamp
+# file marks a finished install, so one cut short is redone.
+SCHEMATHESIS_VERSION="4.32.5"
+SCHEMATHESIS_DIR="$TOOLS/schemathesis-$SCHEMATHESIS_VERSION"
+SCHEMATHESIS="$SCHEMATHESIS_DIR/bin/schemathesis"
+ensure_schemathesis() {
+    [ -f "$SCHEMATHESIS_DIR/.installed" ] && return 0
+    log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $SCHEMATHESIS_DIR"
+    rm -rf "$SCHEMATHESIS_DIR"
+    python3 -m venv "$SCHEMATHESIS_DIR" 2>/dev/null ||
+        { rm -rf "$SCHEMATHESIS_DIR"; apt_install python3-venv; python3 -m venv "$SCHEMATHESIS_DIR"; }
+    "$SCHEMATHESIS_DIR/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION"
+    touch "$SCHEMATHESIS_DIR/.installed"
+}

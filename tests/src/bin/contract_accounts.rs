@@ -1,0 +1,79 @@
+//! The two callers of `./ops/contract`, made the way people make them, over HTTP against a
+//! running API in dev mode: a citizen who registers (solving the proof of work) and signs
+//! in, and the dev admin, who signs in with password and authenticator code (so its token
+//! carries the second factor). Prints `CITIZEN_TOKEN=...` and `ADMIN_TOKEN=...`, one a
+//! line, for the shell to read.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use allot_api::identity::totp;
+use clap::Parser;
+use rand::Rng;
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+#[command(about = "A citizen's and the dev admin's access tokens, for the contract run")]
+struct Args {
+    /// The API's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    url: String,
+    /// The API's data directory, where the dev admin's credentials are.
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
+const PASSWORD: &str = "contract-plum-orbit-kettle-92";
+
+/// A valid national ID drawn at random (check digit computed).
+fn national_id() -> String {
+    let mut digits: Vec<u32> = (0..12).map(|_| rand::thread_rng().gen_range(0..10)).collect();
+    digits[0] = rand::thread_rng().gen_range(1..9);
+    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (13 - i as u32)).sum();
+    digits.push((11 - sum % 11) % 10);
+    digits.iter().map(|d| d.to_string()).collect()
+}
+
+async fn expect(res: reqwest::Response, status: u16, what: &str) -> Value {
+    let got = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if got != status {
+        eprintln!("{what}: {got} {body}");
+        std::process::exit(1);
+    }
+    body
+}
+
+async fn access_token(client: &reqwest::Client, url: &str, body: Value, who: &str) -> String {
+    let res = client.post(format!("{url}/v1/sessions")).json(&body).send().await;
+    let session = expect(res.expect("the API answers"), 200, who).await;
+    session["access_token"].as_str().expect("a token").to_owned()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    let client = reqwest::Client::new();
+    let url = args.url.trim_end_matches('/');
+
+    let challenge = client.get(format!("{url}/v1/challenge")).send().await.expect("answers");
+    let challenge = expect(challenge, 200, "challenge").await;
+    let pow = allot_api::fairness::pow::solve(&serde_json::from_value(challenge).expect("ALTCHA"));
+    let email = format!("contract-{}@example.com", uuid::Uuid::new_v4().simple());
+    let registration = json!({"national_id": national_id(), "email": email, "password": PASSWORD});
+    let res = client.post(format!("{url}/v1/users")).header("X-Pow", pow).json(&registration);
+    expect(res.send().await.expect("answers"), 201, "registration").await;
+    let citizen = json!({"login": email, "password": PASSWORD});
+    let citizen = access_token(&client, url, citizen, "citizen sign-in").await;
+
+    let path = args.data_dir.join(allot_api::identity::dev_bootstrap::CREDENTIALS_FILE);
+    let creds: Value = serde_json::from_slice(&std::fs::read(&path).expect("dev credentials"))
+        .expect("dev credentials are JSON");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    let code = totp::code_at(creds["totp_secret"].as_str().expect("a secret"), now);
+    let admin = json!({"login": creds["email"], "password": creds["password"], "totp": code});
+    let admin = access_token(&client, url, admin, "admin sign-in").await;
+
+    println!("CITIZEN_TOKEN={citizen}");
+    println!("ADMIN_TOKEN={admin}");
+}
