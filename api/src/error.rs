@@ -30,14 +30,15 @@ macro_rules! error_codes {
 
 error_codes! {
     ValidationError => ("validation_error", 400),
+    InconsistentRequest => ("inconsistent_request", 422),
     MalformedJson => ("malformed_json", 400),
     PayloadTooLarge => ("payload_too_large", 413),
     UnsupportedMediaType => ("unsupported_media_type", 415),
-    InvalidNationalId => ("invalid_national_id", 400),
+    InvalidNationalId => ("invalid_national_id", 422),
     InvalidPassport => ("invalid_passport", 400),
     InvalidVerificationCode => ("invalid_verification_code", 400),
     DuplicateIdentity => ("duplicate_identity", 409),
-    WeakPassword => ("weak_password", 400),
+    WeakPassword => ("weak_password", 422),
     InvalidCredentials => ("invalid_credentials", 401),
     MfaRequired => ("mfa_required", 401),
     InvalidMfaCode => ("invalid_mfa_code", 401),
@@ -49,7 +50,7 @@ error_codes! {
     OfferingNotFound => ("offering_not_found", 404),
     OfferingExists => ("offering_exists", 409),
     OfferingNotOpen => ("offering_not_open", 409),
-    ZoneNotFound => ("zone_not_found", 400),
+    ZoneNotFound => ("zone_not_found", 422),
     BelowMinimum => ("below_minimum", 422),
     AboveMaximum => ("above_maximum", 422),
     NotLotMultiple => ("not_lot_multiple", 422),
@@ -144,6 +145,13 @@ impl ApiError {
 
     pub fn validation(field: impl Into<String>, reason: impl ToString) -> Self {
         Self::field(ErrorCode::ValidationError, field).with_arg("reason", reason)
+    }
+
+    /// `inconsistent_request` (422): every field fits its schema, but the request breaks a
+    /// rule no schema states (between fields, or of the resource it names). The OpenAPI
+    /// document keeps 400 for what its schemas can say.
+    pub fn inconsistent(field: impl Into<String>, reason: impl ToString) -> Self {
+        Self::field(ErrorCode::InconsistentRequest, field).with_arg("reason", reason)
     }
 
     /// Logs the cause and answers a generic 500: internal detail is for operators only.

@@ -204,9 +204,9 @@ async fn registration_refuses_bad_input_with_the_field_at_fault() {
     let cases = [
         (
             with("national_id", json!(with_wrong_check_digit(&id))),
-            (400, "invalid_national_id", Some("national_id")),
+            (422, "invalid_national_id", Some("national_id")),
         ),
-        (with("national_id", json!("12345")), (400, "invalid_national_id", Some("national_id"))),
+        (with("national_id", json!("12345")), (400, "validation_error", Some("national_id"))),
         (with("email", json!("somchai.example.com")), (400, "validation_error", Some("email"))),
         (with("email", json!("somchai@localhost")), (400, "validation_error", Some("email"))),
         (
@@ -214,13 +214,13 @@ async fn registration_refuses_bad_input_with_the_field_at_fault() {
             (400, "validation_error", Some("display_name")),
         ),
         (with("locale", json!("fr")), (400, "validation_error", Some("locale"))),
-        (with("password", json!("Sh0rt!pass")), (400, "weak_password", Some("password"))),
-        (with("password", json!("password1234")), (400, "weak_password", Some("password"))),
+        (with("password", json!("Sh0rt!pass")), (422, "weak_password", Some("password"))),
+        (with("password", json!("password1234")), (422, "weak_password", Some("password"))),
         (
             with("password", json!("Somchai-plum-orbit-92")),
-            (400, "weak_password", Some("password")),
+            (422, "weak_password", Some("password")),
         ),
-        (with("password", json!(format!("kettle-{id}"))), (400, "weak_password", Some("password"))),
+        (with("password", json!(format!("kettle-{id}"))), (422, "weak_password", Some("password"))),
         (
             with("password", json!("plum-orbit-kettle-92/".repeat(7))),
             (400, "validation_error", Some("password")),
@@ -263,14 +263,14 @@ async fn errors_speak_the_callers_language() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 422);
     assert_eq!(res.headers()["content-language"], "th");
     let error: Value = res.json().await.unwrap();
     assert_eq!(error["code"], "invalid_national_id");
     assert_eq!(error["message"], "เลขประจำตัวประชาชนไม่ถูกต้อง");
 
     let (status, english) = call(&app, Method::POST, "/v1/users", None, Some(body)).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 422);
     assert_eq!(english["message"], "This is not a valid Thai national ID number.");
 }
 

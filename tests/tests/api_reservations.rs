@@ -167,8 +167,8 @@ async fn business_rules_answer_with_their_codes_and_change_nothing() {
         ("bond-2026", json!({"quantity": 4_000}), 422, "below_minimum"),
         ("bond-2026", json!({"quantity": 5_500}), 422, "not_lot_multiple"),
         ("bond-2026", json!({"quantity": 60_000_000}), 422, "above_maximum"),
-        ("concert-r1", json!({"quantity": 1}), 400, "validation_error"),
-        ("concert-r1", json!({"quantity": 1, "zone": "balcony"}), 400, "zone_not_found"),
+        ("concert-r1", json!({"quantity": 1}), 422, "inconsistent_request"),
+        ("concert-r1", json!({"quantity": 1, "zone": "balcony"}), 422, "zone_not_found"),
         ("concert-r1", json!({"quantity": 5, "zone": "vip"}), 422, "above_maximum"),
         ("nope", json!({"quantity": 1}), 404, "offering_not_found"),
     ];

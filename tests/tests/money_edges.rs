@@ -311,13 +311,14 @@ async fn an_offering_whose_amounts_would_overflow_is_refused_at_creation() {
     one_person["zones"][0]["price_satang"] = json!(1_000_000_000);
     let mut unbounded = tickets("unbounded", 1_000, 1, 600);
     unbounded["max_per_person"] = json!(u64::MAX);
-    for (config, field) in [
-        (whole_zone, "zones[0].price_satang"),
-        (one_person, "max_per_person"),
-        (unbounded, "max_per_person"),
+    // Each field within its own bounds, but not together: 422; a field beyond its own: 400.
+    for (config, field, (want_status, want_code)) in [
+        (whole_zone, "zones[0].price_satang", (422, "inconsistent_request")),
+        (one_person, "max_per_person", (422, "inconsistent_request")),
+        (unbounded, "max_per_person", (400, "validation_error")),
     ] {
         let (status, body) = create(config).await;
-        assert_eq!((status, body["code"].as_str()), (400, Some("validation_error")), "{body}");
+        assert_eq!((status, body["code"].as_str()), (want_status, Some(want_code)), "{body}");
         assert_eq!(body["field"], field, "{body}");
     }
     // Nothing was stored or set up, and the service still answers.

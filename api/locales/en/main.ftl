@@ -1,4 +1,5 @@
 validation_error = The request is not valid: { $reason }.
+inconsistent_request = The request is well formed but cannot be carried out: { $reason }.
 malformed_json = The request body is not valid JSON for this endpoint: { $reason }.
 payload_too_large = The request body is too large.
 unsupported_media_type = Send the request body as application/json.

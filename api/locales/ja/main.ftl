@@ -1,4 +1,5 @@
 validation_error = リクエストが正しくありません: { $reason }。
+inconsistent_request = リクエストの形式は正しいですが、実行できません: { $reason }。
 malformed_json = リクエスト本文がこのエンドポイント用の正しい JSON ではありません: { $reason }。
 payload_too_large = リクエスト本文が大きすぎます。
 unsupported_media_type = リクエスト本文は application/json で送信してください。

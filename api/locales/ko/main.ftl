@@ -1,4 +1,5 @@
 validation_error = 요청이 올바르지 않습니다: { $reason }.
+inconsistent_request = 요청 형식은 올바르지만 처리할 수 없습니다: { $reason }.
 malformed_json = 요청 본문이 이 엔드포인트에 맞는 올바른 JSON이 아닙니다: { $reason }.
 payload_too_large = 요청 본문이 너무 큽니다.
 unsupported_media_type = 요청 본문을 application/json 형식으로 보내 주세요.

@@ -1,4 +1,5 @@
 validation_error = คำขอไม่ถูกต้อง: { $reason }
+inconsistent_request = คำขอมีรูปแบบถูกต้องแต่ดำเนินการไม่ได้: { $reason }
 malformed_json = เนื้อหาคำขอไม่ใช่ JSON ที่ถูกต้องสำหรับปลายทางนี้: { $reason }
 payload_too_large = เนื้อหาคำขอมีขนาดใหญ่เกินไป
 unsupported_media_type = กรุณาส่งเนื้อหาคำขอเป็น application/json

@@ -1,4 +1,5 @@
 validation_error = 请求无效：{ $reason }。
+inconsistent_request = 请求格式正确，但无法执行：{ $reason }。
 malformed_json = 请求正文不是此接口可接受的有效 JSON：{ $reason }。
 payload_too_large = 请求正文过大。
 unsupported_media_type = 请以 application/json 格式发送请求正文。

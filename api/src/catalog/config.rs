@@ -18,6 +18,13 @@ pub const PRICE_SATANG_MAX: u64 = 1_000_000_000;
 /// then fits a signed 64-bit integer, so nothing computed after a hold can overflow.
 pub const AMOUNT_SATANG_MAX: u64 = 10_000_000_000_000_000;
 pub const ZONES_MAX: usize = 64;
+// The OpenAPI schemas below repeat these limits as literals (an attribute takes no const).
+const _: () = assert!(
+    SUPPLY_MAX == 1_000_000_000_000
+        && PRICE_SATANG_MAX == 1_000_000_000
+        && ZONES_MAX == 64
+        && allot_ledger::HOLD_SECONDS_MAX == 604_800
+);
 pub const ID_BYTES_MAX: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -31,26 +38,40 @@ pub enum OfferingKind {
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
     /// Stable, URL-safe zone id (`vip`, `a`, `main`).
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub id: String,
     /// Units for sale: baht of face value (bonds) or seats (tickets).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
     pub supply: u64,
     /// Price of one unit in satang (a bond's unit is one baht of face value: 100 satang).
+    #[schema(minimum = 1, maximum = 1_000_000_000_u64)]
     pub price_satang: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfferingConfig {
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub id: String,
     pub kind: OfferingKind,
-    /// Display name by language code (`en`, `th`, `ja`, `ko`, `zh`).
+    /// Display name by language code (`en`, `th`, `ja`, `ko`, `zh`): English or Thai at least.
     pub name: BTreeMap<String, String>,
+    /// A bond has one zone.
+    #[schema(min_items = 1, max_items = 64)]
     pub zones: Vec<ZoneConfig>,
+    /// A multiple of `lot`.
+    #[schema(minimum = 1)]
     pub min_quantity: u64,
+    /// A multiple of `lot`, at least `min_quantity`.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
     pub max_per_person: u64,
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_u64)]
     pub lot: u64,
+    /// At most 7 days (the ledger's longest hold).
+    #[schema(minimum = 1, maximum = 604_800)]
     pub hold_seconds: u32,
     /// Share of the amount due that confirms a reservation (10 for bonds, 100 for tickets).
+    #[schema(minimum = 1, maximum = 100)]
     pub deposit_percent: u8,
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -141,23 +162,29 @@ pub enum Allocation {
 impl OfferingConfig {
     /// Every rule an offering must satisfy, each failure naming its field.
     pub fn validate(&self) -> Result<(), ApiError> {
+        // A rule the document's schema states is `validation_error` (400); one between
+        // fields, which no schema states, is `inconsistent_request` (422).
         let bad = |field: &str, reason: &str| ApiError::validation(field, reason);
+        let inconsistent = |field: &str, reason: &str| ApiError::inconsistent(field, reason);
         if !valid_id(&self.id) {
             return Err(bad("id", "use 1-64 of a-z, 0-9, '-' and '_'"));
         }
         if !self.name.contains_key("en") && !self.name.contains_key("th") {
-            return Err(bad("name", "give at least an English or Thai name"));
+            return Err(inconsistent("name", "give at least an English or Thai name"));
         }
         if self.zones.is_empty() || self.zones.len() > ZONES_MAX {
             return Err(bad("zones", &format!("give 1 to {ZONES_MAX} zones")));
         }
         if self.kind == OfferingKind::Bond && self.zones.len() != 1 {
-            return Err(bad("zones", "a bond has exactly one zone"));
+            return Err(inconsistent("zones", "a bond has exactly one zone"));
         }
         let mut ids = std::collections::HashSet::new();
         for (i, zone) in self.zones.iter().enumerate() {
-            if !valid_id(&zone.id) || !ids.insert(zone.id.as_str()) {
-                return Err(bad(&format!("zones[{i}].id"), "zone ids must be unique and URL-safe"));
+            if !valid_id(&zone.id) {
+                return Err(bad(&format!("zones[{i}].id"), "use 1-64 of a-z, 0-9, '-' and '_'"));
+            }
+            if !ids.insert(zone.id.as_str()) {
+                return Err(inconsistent(&format!("zones[{i}].id"), "zone ids must be unique"));
             }
             if zone.supply == 0 || zone.supply > SUPPLY_MAX {
                 return Err(bad(&format!("zones[{i}].supply"), &format!("1 to {SUPPLY_MAX}")));
@@ -174,11 +201,14 @@ impl OfferingConfig {
             return Err(bad("lot", "must be positive"));
         }
         if self.min_quantity == 0 || !self.min_quantity.is_multiple_of(self.lot) {
-            return Err(bad("min_quantity", "must be a positive multiple of lot"));
+            return Err(inconsistent("min_quantity", "must be a positive multiple of lot"));
         }
         if self.max_per_person < self.min_quantity || !self.max_per_person.is_multiple_of(self.lot)
         {
-            return Err(bad("max_per_person", "must be a multiple of lot, at least min_quantity"));
+            return Err(inconsistent(
+                "max_per_person",
+                "must be a multiple of lot, at least min_quantity",
+            ));
         }
         if self.hold_seconds == 0 || self.hold_seconds > allot_ledger::HOLD_SECONDS_MAX {
             return Err(bad("hold_seconds", &format!("1 to {}", allot_ledger::HOLD_SECONDS_MAX)));
@@ -188,15 +218,21 @@ impl OfferingConfig {
         }
         if let (Some(open), Some(close)) = (self.opens_at, self.closes_at) {
             if close <= open {
-                return Err(bad("closes_at", "must be after opens_at"));
+                return Err(inconsistent("closes_at", "must be after opens_at"));
             }
         }
         if self.allocation == Allocation::BookBuilding {
             let Some(close) = self.subscription_closes_at else {
-                return Err(bad("subscription_closes_at", "book-building needs a closing time"));
+                return Err(inconsistent(
+                    "subscription_closes_at",
+                    "book-building needs a closing time",
+                ));
             };
             if self.zones.len() != 1 || self.opens_at.is_some_and(|open| close <= open) {
-                return Err(bad("subscription_closes_at", "one zone, closing after opens_at"));
+                return Err(inconsistent(
+                    "subscription_closes_at",
+                    "one zone, closing after opens_at",
+                ));
             }
         }
         Ok(())
@@ -213,13 +249,13 @@ impl OfferingConfig {
         }
         for (i, zone) in self.zones.iter().enumerate() {
             if !fits(zone.supply, zone.price_satang) {
-                return Err(ApiError::validation(
+                return Err(ApiError::inconsistent(
                     format!("zones[{i}].price_satang"),
                     format!("supply × price must be at most {AMOUNT_SATANG_MAX} satang"),
                 ));
             }
             if !fits(self.max_per_person, zone.price_satang) {
-                return Err(ApiError::validation(
+                return Err(ApiError::inconsistent(
                     "max_per_person",
                     format!("max_per_person × price must be at most {AMOUNT_SATANG_MAX} satang"),
                 ));

@@ -87,7 +87,9 @@ impl Offering {
                 .map(|i| (i + 1) as u16)
                 .ok_or_else(|| ApiError::field(ErrorCode::ZoneNotFound, "zone")),
             None if self.config.zones.len() == 1 => Ok(1),
-            None => Err(ApiError::validation("zone", "this offering has several zones: pick one")),
+            None => {
+                Err(ApiError::inconsistent("zone", "this offering has several zones: pick one"))
+            }
         }
     }
 

@@ -16,6 +16,9 @@ pub const DIGITS: usize = 13;
 /// Input longer than this is refused before looking at it: 13 digits plus generous room for
 /// the dashes and spaces people type between the groups.
 const INPUT_BYTES_MAX: usize = 32;
+/// The shape [`NationalId::parse`] accepts, as the OpenAPI document states it (with
+/// `maxLength` 32).
+pub const PATTERN: &str = "^[ -]*([0-9][ -]*){13}$";
 
 /// A syntactically valid Thai national ID (check digit verified).
 #[derive(Clone, PartialEq, Eq)]
@@ -25,27 +28,32 @@ pub struct NationalId {
 }
 
 impl NationalId {
-    /// Accepts 13 digits, with dashes or spaces anywhere between them (`1-2345-67890-12-1`).
-    /// Anything else is `invalid_national_id` on field `national_id`.
+    /// Accepts 13 digits, with dashes or spaces anywhere around them (`1-2345-67890-12-1`),
+    /// at most 32 characters in all ([`PATTERN`]); anything else is `validation_error`. A
+    /// number of that shape whose check digit is wrong is `invalid_national_id` (422). Both
+    /// on field `national_id`.
     pub fn parse(input: &str) -> Result<NationalId, ApiError> {
-        let invalid = || ApiError::field(ErrorCode::InvalidNationalId, "national_id");
+        let malformed = || ApiError::validation("national_id", "13 digits, with dashes or spaces");
         if input.len() > INPUT_BYTES_MAX {
-            return Err(invalid());
+            return Err(malformed());
         }
         let mut digits = [0u8; DIGITS];
         let mut count = 0;
-        for byte in input.trim().bytes() {
+        for byte in input.bytes() {
             match byte {
                 b'0'..=b'9' => {
-                    *digits.get_mut(count).ok_or_else(invalid)? = byte;
+                    *digits.get_mut(count).ok_or_else(malformed)? = byte;
                     count += 1;
                 }
                 b'-' | b' ' => {}
-                _ => return Err(invalid()),
+                _ => return Err(malformed()),
             }
         }
-        if count != DIGITS || check_digit(&digits) != digits[DIGITS - 1] - b'0' {
-            return Err(invalid());
+        if count != DIGITS {
+            return Err(malformed());
+        }
+        if check_digit(&digits) != digits[DIGITS - 1] - b'0' {
+            return Err(ApiError::field(ErrorCode::InvalidNationalId, "national_id"));
         }
         Ok(NationalId { digits })
     }

@@ -19,12 +19,17 @@ pub const BANK_REFERENCE_BYTES_MAX: usize = 64;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutRequest {
-    /// The bank transfer's reference: one payout per reference, ever.
+    /// The bank transfer's reference: one payout per reference, ever. 1 to 64 visible
+    /// ASCII characters.
+    #[schema(pattern = "^[!-~]{1,64}$")]
     pub bank_reference: String,
     /// The refund paid: the gateway and transaction id the money came in under (as in
     /// `GET /v1/finance/refunds`).
+    #[schema(value_type = crate::payments::gateway::GatewayKind)]
     pub gateway: String,
+    #[schema(pattern = "^[!-~]{1,64}$")]
     pub transaction_id: String,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub amount_satang: u64,
     /// The bank transfer's date, `YYYY-MM-DD`.
     #[schema(format = Date)]
@@ -71,10 +76,21 @@ impl Payments {
         who: &Principal,
         req: &PayoutRequest,
     ) -> ApiResult<(PayoutView, bool)> {
-        let reference = req.bank_reference.trim();
-        if reference.is_empty() || reference.len() > BANK_REFERENCE_BYTES_MAX {
-            let reason = format!("1 to {BANK_REFERENCE_BYTES_MAX} bytes");
+        let reference = req.bank_reference.as_str();
+        if reference.is_empty()
+            || reference.len() > BANK_REFERENCE_BYTES_MAX
+            || !reference.bytes().all(|b| b.is_ascii_graphic())
+        {
+            let reason = format!("1 to {BANK_REFERENCE_BYTES_MAX} visible ASCII characters");
             return Err(ApiError::validation("bank_reference", reason));
+        }
+        if super::gateway::GatewayKind::parse(&req.gateway).is_none() {
+            return Err(ApiError::validation("gateway", "sandbox or bank"));
+        }
+        let id = req.transaction_id.as_str();
+        let max = super::gateway::TRANSACTION_ID_BYTES_MAX;
+        if id.is_empty() || id.len() > max || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::validation("transaction_id", "1 to 64 visible ASCII characters"));
         }
         let amount = i64::try_from(req.amount_satang)
             .ok()

@@ -2,6 +2,7 @@
 
 use actix_web::{post, web, HttpResponse};
 
+use super::json::Json;
 use super::offerings;
 use crate::auth::Principal;
 use crate::catalog::{self, OfferingConfig};
@@ -20,14 +21,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 201, body = crate::catalog::OfferingView),
         (status = 400, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
-        (status = 409, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody, description = "`offering_exists`"),
+        (status = 422, body = crate::error::ErrorBody,
+            description = "`inconsistent_request`: fields that do not fit together (lot and minimum, dates, names)"),
     ),
     security(("bearer" = [])))]
 #[post("/v1/admin/offerings")]
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<OfferingConfig>,
+    body: Json<OfferingConfig>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
     let offering =

@@ -4,6 +4,7 @@
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::json::Json;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::fairness::book::{AllocationView, RoundTwoView, SubscribeRequest, SubscriptionView};
@@ -40,7 +41,7 @@ pub async fn subscribe(
     who: Principal,
     id: web::Path<String>,
     req: HttpRequest,
-    body: web::Json<SubscribeRequest>,
+    body: Json<SubscribeRequest>,
 ) -> ApiResult<HttpResponse> {
     check_ip(&state, &req)?;
     state.fairness.limits.check_user(who.user_id)?;
@@ -61,7 +62,7 @@ pub async fn change(
     who: Principal,
     id: web::Path<String>,
     req: HttpRequest,
-    body: web::Json<SubscribeRequest>,
+    body: Json<SubscribeRequest>,
 ) -> ApiResult<HttpResponse> {
     check_ip(&state, &req)?;
     state.fairness.limits.check_user(who.user_id)?;
@@ -117,6 +118,7 @@ pub async fn export(state: web::Data<AppState>, id: web::Path<String>) -> ApiRes
 pub struct AllocateRequest {
     /// The seed, hex, when officials bring the one whose hash was published; otherwise the
     /// stored seed is used.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub seed: Option<String>,
 }
 
@@ -136,7 +138,7 @@ pub async fn allocate(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<String>,
-    body: Option<web::Json<AllocateRequest>>,
+    body: Option<Json<AllocateRequest>>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
     let offering = state.catalog.find(&id)?;

@@ -16,6 +16,7 @@ use actix_web::{delete, get, post, put, web, FromRequest, HttpRequest, HttpRespo
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::json::Json;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::identity::kinds::IdentityInput;
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct RegisterRequest {
     /// Thai national ID, 13 digits; dashes and spaces are ignored. The short form of
     /// `identity` with kind `thai_national_id`; give one of the two.
+    #[schema(pattern = "^[ -]*([0-9][ -]*){13}$", max_length = 32)]
     pub national_id: Option<String>,
     /// Who the person is: a Thai national ID, a passport (ISO 3166-1 alpha-3 country,
     /// number, optionally the machine-readable zone), a phone number or the email. One
@@ -74,7 +76,9 @@ pub struct Registered {
     responses(
         (status = 201, body = Registered),
         (status = 400, body = ErrorBody,
-            description = "`validation_error`, `invalid_national_id`, `invalid_passport`, `weak_password`, `malformed_json`"),
+            description = "`validation_error`, `invalid_passport`, `malformed_json`"),
+        (status = 422, body = ErrorBody,
+            description = "`invalid_national_id` (its check digit is wrong), `weak_password`"),
         (status = 403, body = ErrorBody,
             description = "`proof_of_work_required`, `proof_of_work_invalid` (solve `GET /v1/challenge`, send `X-Pow`)"),
         (status = 409, body = ErrorBody, description = "`duplicate_identity`"),
@@ -84,7 +88,7 @@ pub struct Registered {
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<RegisterRequest>,
+    body: Json<RegisterRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let identity = match (&body.national_id, &body.identity) {
@@ -157,7 +161,7 @@ pub struct Session {
 pub async fn sign_in(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<SignInRequest>,
+    body: Json<SignInRequest>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     // Guessers pay before the deliberately slow password hash: the address's rate limit,
@@ -198,7 +202,7 @@ pub struct RefreshRequest {
 #[post("/v1/sessions/refresh")]
 pub async fn refresh(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: Json<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
     Ok(token_response(state.identity.refresh(&body.refresh_token).await?))
 }
@@ -225,20 +229,19 @@ pub async fn sign_out(
     req: HttpRequest,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        let who = Principal::extract(&req).await?;
-        state.identity.sign_out_everywhere(who.user_id).await?;
-        return Ok(HttpResponse::NoContent().finish());
-    }
     if body.len() > LOGOUT_BODY_BYTES_MAX {
         return Err(ApiError::new(ErrorCode::PayloadTooLarge));
     }
-    let parsed: SignOutRequest = serde_json::from_slice(&body).map_err(|e| {
-        let reason = e.to_string();
-        let field =
-            reason.split('`').nth(1).filter(|_| reason.contains("field")).map(str::to_owned);
-        ApiError { code: ErrorCode::MalformedJson, field, args: vec![("reason", reason)] }
-    })?;
+    // No body, or JSON `null` (the document's "optional"): every sign-in of the bearer.
+    let parsed: Option<SignOutRequest> = match body.iter().all(u8::is_ascii_whitespace) {
+        true => None,
+        false => super::json::from_slice(&body)?,
+    };
+    let Some(parsed) = parsed else {
+        let who = Principal::extract(&req).await?;
+        state.identity.sign_out_everywhere(who.user_id).await?;
+        return Ok(HttpResponse::NoContent().finish());
+    };
     state.identity.sign_out(&parsed.refresh_token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -321,7 +324,7 @@ pub struct MfaEnrolRequest {
 pub async fn mfa_enrol(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<MfaEnrolRequest>,
+    body: Json<MfaEnrolRequest>,
 ) -> ApiResult<HttpResponse> {
     let password = body.into_inner().password;
     let enrolment = state.identity.start_mfa_enrolment(who.user_id, password).await?;
@@ -354,7 +357,7 @@ pub struct MfaStatus {
 pub async fn mfa_confirm(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<MfaConfirmRequest>,
+    body: Json<MfaConfirmRequest>,
 ) -> ApiResult<HttpResponse> {
     state.identity.confirm_mfa(who.user_id, who.session, &body.code).await?;
     Ok(HttpResponse::Ok().json(MfaStatus { mfa_enabled: true }))
@@ -393,7 +396,7 @@ pub async fn set_role(
     state: web::Data<AppState>,
     who: Principal,
     user_id: web::Path<i64>,
-    body: web::Json<SetRoleRequest>,
+    body: Json<SetRoleRequest>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
     let user_id = user_id.into_inner();

@@ -1,7 +1,8 @@
 //! HTTP routes, one module per resource. Handlers parse, check the caller, call into the
 //! domain modules and shape the answer; nothing else.
 //!
-//! Besides the resources: [`extract`] (the caller from its bearer token), [`respond`] (an
+//! Besides the resources: [`extract`] (the caller from its bearer token), [`json`] (request
+//! bodies read as the document's schemas describe them), [`respond`] (an
 //! `ApiError` as a JSON response; bad JSON, query and path as errors), [`middleware`]
 //! (messages in the client's language, request metrics), [`logging`] (the request log
 //! line, without query strings or the values a client sent), [`openapi`] (the document of every
@@ -16,6 +17,7 @@ pub mod exports;
 pub mod extract;
 pub mod health;
 pub mod identity;
+pub mod json;
 pub mod logging;
 pub mod middleware;
 pub mod offerings;

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::json::Json;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::identity::Role;
@@ -43,7 +44,7 @@ pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<String>,
-    body: web::Json<CreatePayment>,
+    body: Json<CreatePayment>,
 ) -> ApiResult<HttpResponse> {
     let (intent, created) = state.payments.create(&who, &id, &body).await?;
     Ok(if created { HttpResponse::Created() } else { HttpResponse::Ok() }.json(intent))
@@ -145,12 +146,10 @@ pub async fn settle(
     if !state.settings.dev_mode {
         return Err(ApiError::new(ErrorCode::NotFound));
     }
-    let req: SettleRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SettleRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(ErrorCode::MalformedJson).with_arg("reason", e.to_string())
-        })?
+    // No body, or JSON `null` (the document's "optional"): the intent as it is.
+    let req: SettleRequest = match body.iter().all(u8::is_ascii_whitespace) {
+        true => SettleRequest::default(),
+        false => super::json::from_slice::<Option<SettleRequest>>(&body)?.unwrap_or_default(),
     };
     let settlement = state.payments.settle_in_sandbox(&who, &id, req).await?;
     Ok(HttpResponse::Ok().json(Settled {
@@ -197,7 +196,7 @@ pub async fn unmatched(state: web::Data<AppState>, who: Principal) -> ApiResult<
 pub async fn payout(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<PayoutRequest>,
+    body: Json<PayoutRequest>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Finance, Role::Admin])?;
     let (view, created) = state.payments.pay_out(&who, &body).await?;

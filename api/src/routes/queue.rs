@@ -35,13 +35,14 @@ fn queued(state: &AppState, id: &str) -> ApiResult<std::sync::Arc<Offering>> {
 /// Joins the offering's waiting room (signed in, with a solved proof-of-work challenge in
 /// `X-Pow`). Joining again answers 200 with the same entry, and needs no new challenge.
 #[utoipa::path(post, path = "/v1/offerings/{id}/queue",
-    params(("X-Pow" = String, Header, description = "base64 JSON of a solved challenge from /v1/challenge")),
+    params(("X-Pow" = Option<String>, Header,
+        description = "base64 JSON of a solved challenge from /v1/challenge; required to join, not to rejoin")),
     responses(
         (status = 201, body = JoinResponse),
-        (status = 200, body = JoinResponse),
+        (status = 200, body = JoinResponse, description = "already in the room: the same entry"),
         (status = 403, body = crate::error::ErrorBody,
             description = "`proof_of_work_required`, `proof_of_work_invalid`, `identity_not_eligible`, `kyc_required`"),
-        (status = 409, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody, description = "`queue_not_enabled`"),
         (status = 429, body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -76,12 +77,7 @@ fn ticket(
     query: &TicketQuery,
     offering: &str,
 ) -> ApiResult<TicketClaims> {
-    let token = req
-        .headers()
-        .get(TICKET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .or(query.ticket.as_deref())
-        .ok_or_else(|| ApiError::field(ErrorCode::QueueTicketInvalid, TICKET_HEADER))?;
+    let token = ticket_token(req, query)?;
     let claims = state
         .fairness
         .queue
@@ -92,11 +88,22 @@ fn ticket(
     Ok(claims)
 }
 
+fn ticket_token<'a>(req: &'a HttpRequest, query: &'a TicketQuery) -> ApiResult<&'a str> {
+    req.headers()
+        .get(TICKET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(query.ticket.as_deref())
+        .ok_or_else(|| ApiError::field(ErrorCode::QueueTicketInvalid, TICKET_HEADER))
+}
+
 /// Where the ticket's holder stands: from memory and the ticket, no database read. Once
 /// admitted, it carries the admission token the reservation endpoint wants.
 #[utoipa::path(get, path = "/v1/offerings/{id}/queue/status",
     params(("X-Queue-Ticket" = String, Header, description = "the ticket from joining")),
-    responses((status = 200, body = QueueStatus), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = QueueStatus),
+        (status = 401, body = crate::error::ErrorBody, description = "`queue_ticket_invalid`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`queue_not_enabled`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`")))]
 #[get("/v1/offerings/{id}/queue/status")]
 pub async fn status(
     state: web::Data<AppState>,
@@ -104,6 +111,8 @@ pub async fn status(
     req: HttpRequest,
     query: web::Query<TicketQuery>,
 ) -> ApiResult<HttpResponse> {
+    // No ticket is the caller's first mistake, whatever the offering.
+    ticket_token(&req, &query)?;
     let offering = queued(&state, &id)?;
     let claims = ticket(&state, &req, &query, offering.id())?;
     Ok(HttpResponse::Ok().json(state.fairness.queue.status(&offering, &claims)?))
@@ -113,7 +122,10 @@ pub async fn status(
 /// once the holder is admitted or expired.
 #[utoipa::path(get, path = "/v1/offerings/{id}/queue/events",
     params(("ticket" = String, Query, description = "the ticket from joining")),
-    responses((status = 200, description = "text/event-stream of QueueStatus"), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "text/event-stream of QueueStatus", content_type = "text/event-stream"),
+        (status = 401, body = crate::error::ErrorBody, description = "`queue_ticket_invalid`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`queue_not_enabled`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`")))]
 #[get("/v1/offerings/{id}/queue/events")]
 pub async fn events(
     state: web::Data<AppState>,
@@ -121,6 +133,8 @@ pub async fn events(
     req: HttpRequest,
     query: web::Query<TicketQuery>,
 ) -> ApiResult<HttpResponse> {
+    // No ticket is the caller's first mistake, whatever the offering.
+    ticket_token(&req, &query)?;
     let offering = queued(&state, &id)?;
     let claims = ticket(&state, &req, &query, offering.id())?;
     let rounds = STREAM_SECONDS_MAX / STREAM_INTERVAL.as_secs();
@@ -152,7 +166,8 @@ pub async fn events(
 /// The pre-queue draw: the seed's commitment from the start; after opening the seed and
 /// every pre-queue entry's pseudonym in position order, to recompute the draw.
 #[utoipa::path(get, path = "/v1/offerings/{id}/queue/fairness",
-    responses((status = 200, body = QueueFairness), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = QueueFairness), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody, description = "`queue_not_enabled`")))]
 #[get("/v1/offerings/{id}/queue/fairness")]
 pub async fn fairness(
     state: web::Data<AppState>,

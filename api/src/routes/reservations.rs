@@ -4,6 +4,7 @@ use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::json::Json;
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::reservations::{self as domain, MyReservation, Reservation, ReserveRequest};
@@ -18,7 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// reservation (201 again); same key, other body: `idempotency_key_reused`.
 #[utoipa::path(post, path = "/v1/offerings/{id}/reservations",
     request_body = ReserveRequest,
-    params(("Idempotency-Key" = String, Header, description = "client-chosen, unique per intended reservation"),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,200}$",
+            description = "client-chosen, unique per intended reservation: 1 to 200 visible ASCII characters"),
         ("X-Queue-Admission" = Option<String>, Header, description = "admission token, for offerings with a waiting room")),
     responses(
         (status = 201, body = Reservation),
@@ -37,7 +39,7 @@ pub async fn create(
     who: Principal,
     id: web::Path<String>,
     req: HttpRequest,
-    body: web::Json<ReserveRequest>,
+    body: Json<ReserveRequest>,
 ) -> ApiResult<HttpResponse> {
     let key = req.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok());
     let key = domain::check_key(key)?;

@@ -2,6 +2,7 @@
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 
+use super::json::Json;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::fairness::waitlist::{JoinWaitlist, WaitlistEntry};
@@ -29,7 +30,7 @@ pub async fn join(
     who: Principal,
     id: web::Path<String>,
     req: HttpRequest,
-    body: web::Json<JoinWaitlist>,
+    body: Json<JoinWaitlist>,
 ) -> ApiResult<HttpResponse> {
     check_ip(&state, &req)?;
     state.fairness.limits.check_user(who.user_id)?;
