@@ -101,16 +101,29 @@ pub async fn check_cancel(
     Ok(())
 }
 
-/// A reason an admin gives: present, trimmed, at most [`REASON_CHARS_MAX`] characters, no
-/// control characters.
-fn parse_reason(reason: Option<&str>) -> ApiResult<String> {
-    let reason = reason.map(str::trim).unwrap_or("");
-    let invalid = |why: &str| ApiError::validation("reason", why);
-    if reason.is_empty() {
-        return Err(invalid("required to cancel someone else's reservation"));
-    }
+/// The shape of a reason, whoever gives it: at most [`REASON_CHARS_MAX`] characters, no
+/// control characters (`validation_error`, as the document's schema says).
+pub fn check_reason(reason: Option<&str>) -> ApiResult<()> {
+    let reason = reason.unwrap_or("");
     if reason.chars().count() > REASON_CHARS_MAX || reason.chars().any(char::is_control) {
-        return Err(invalid("at most 500 characters, no control characters"));
+        return Err(ApiError::validation(
+            "reason",
+            "at most 500 characters, no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A reason an admin gives: of the right shape, and not blank once trimmed
+/// (`inconsistent_request`: only someone else's reservation needs one).
+fn parse_reason(reason: Option<&str>) -> ApiResult<String> {
+    check_reason(reason)?;
+    let reason = reason.map(str::trim).unwrap_or("");
+    if reason.is_empty() {
+        return Err(ApiError::inconsistent(
+            "reason",
+            "required to cancel someone else's reservation",
+        ));
     }
     Ok(reason.to_owned())
 }

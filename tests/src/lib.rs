@@ -1,7 +1,8 @@
 //! `allot-tests`: the harness that starts real TigerBeetle (and, later, Postgres) for the
 //! integration tests in `tests/tests/`, the in-process API (`app`), headless Chromium driven
 //! over the DevTools protocol (`browser`), the architecture's invariants checked over the
-//! source tree (`architecture`), and the benchmark drivers in `src/bin/`.
+//! source tree (`architecture`), and the benchmark drivers in `src/bin/` (with `contract_accounts`, the callers of
+//! `ops/contract`).
 //!
 //! Every integration test carries `#[allot_tests::test]` ([`test`]): `#[tokio::test]` with
 //! its body under [`bounded`], so a hung wait fails the test by name instead of hanging CI.

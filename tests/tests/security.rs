@@ -278,7 +278,7 @@ async fn staff_cannot_cancel_a_citizens_reservation_and_an_admin_must_give_a_rea
     assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
     let admin = app.token(14, Role::Admin);
     let (status, body) = cancel(&app, &id, &admin, None).await;
-    assert_eq!((status, body["field"].as_str()), (400, Some("reason")), "{body}");
+    assert_eq!((status, body["field"].as_str()), (422, Some("reason")), "{body}");
     assert_eq!(reservation_status(&app, &owner, &id).await, "held", "nothing changed");
 
     let (status, body) = cancel(&app, &id, &admin, Some("duplicate account, case 42")).await;

@@ -69,9 +69,12 @@ impl GatewayKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notification {
     /// The gateway's own id of the transaction: the idempotency key of a delivery.
+    #[schema(pattern = "^[!-~]{1,64}$")]
     pub transaction_id: String,
     /// Ref1 as the payer's bank carried it.
+    #[schema(pattern = "^\\s*[!-~]{1,64}\\s*$")]
     pub reference: String,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub amount_satang: u64,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]

@@ -16,10 +16,13 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 #[serde(deny_unknown_fields)]
 pub struct SettleRequest {
     /// Defaults to the intent's amount; anything else plays a payer who got it wrong.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub amount_satang: Option<u64>,
     /// Defaults to a fresh id; reuse one to play a bank that resends.
+    #[schema(pattern = "^[!-~]{1,64}$")]
     pub transaction_id: Option<String>,
     /// Defaults to the intent's reference.
+    #[schema(pattern = "^\\s*[!-~]{1,64}\\s*$")]
     pub reference: Option<String>,
     /// When the payer paid (RFC 3339); defaults to now. Plays a bank whose report of an
     /// earlier payment arrives late.

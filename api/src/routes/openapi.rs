@@ -224,3 +224,36 @@ fn error_response(description: &str) -> Value {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_national_id_shape_is_the_one_the_parser_takes() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let field = &doc["components"]["schemas"]["RegisterRequest"]["properties"]["national_id"];
+        assert_eq!(field["pattern"], crate::identity::national_id::PATTERN);
+    }
+
+    #[test]
+    fn every_operation_with_a_body_or_a_path_lists_what_the_edge_answers() {
+        let doc = serde_json::to_value(document()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                if op.get("requestBody").is_some() {
+                    for status in ["400", "413", "415"] {
+                        assert!(responses.contains_key(status), "{method} {path}: no {status}");
+                    }
+                }
+                if path.contains('{') {
+                    assert!(responses.contains_key("404"), "{method} {path}: no 404");
+                }
+            }
+        }
+        // The view of an offering keeps its own fields next to the configuration's.
+        let view = &doc["components"]["schemas"]["OfferingView"]["allOf"][0]["$ref"];
+        assert_eq!(view, "#/components/schemas/OfferingConfigFields");
+    }
+}

@@ -84,7 +84,10 @@ pub async fn qr_svg(state: web::Data<AppState>, id: web::Path<String>) -> ApiRes
 /// an unknown reference is recorded for finance and still answered 200.
 #[utoipa::path(post, path = "/v1/payments/webhooks/{gateway}",
     request_body = crate::payments::gateway::Notification,
-    params(("gateway" = String, Path, description = "`bank`, or `sandbox` in dev mode")),
+    params(("gateway" = crate::payments::gateway::GatewayKind, Path,
+            description = "`bank`, or `sandbox` in dev mode"),
+        ("X-Allot-Timestamp" = String, Header, description = "unix seconds of signing"),
+        ("X-Allot-Signature" = String, Header, description = "`v1=<hex>`, comma separated")),
     responses(
         (status = 200, body = WebhookAnswer),
         (status = 202, body = WebhookAnswer),
@@ -134,7 +137,9 @@ pub struct Settled {
     responses((status = 200, body = Settled),
         (status = 400, body = crate::error::ErrorBody, description = "`validation_error`: a bank payment, `malformed_json`"),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody, description = "`payment_not_found`: none of the caller's; `not_found` outside dev mode")),
+        (status = 404, body = crate::error::ErrorBody, description = "`payment_not_found`: none of the caller's; `not_found` outside dev mode"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_paid_at`: in the future, or too long ago"),
+        (status = 503, body = crate::error::ErrorBody, description = "`ledger_unavailable`")),
     security(("bearer" = [])))]
 #[post("/v1/sandbox/payments/{id}/settle")]
 pub async fn settle(

@@ -83,7 +83,8 @@ pub async fn mine(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpR
 #[into_params(parameter_in = Query)]
 pub struct CancelQuery {
     /// Required when an admin cancels someone else's reservation; kept in the audit trail.
-    #[param(max_length = 500)]
+    /// At most 500 characters, no control characters.
+    #[param(max_length = 500, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -93,11 +94,12 @@ pub struct CancelQuery {
     params(("id" = String, Path, description = "reservation id, 30 hex digits"), CancelQuery),
     responses(
         (status = 200, body = Reservation),
-        (status = 400, body = crate::error::ErrorBody, description = "`validation_error`: an admin gave no `reason`"),
+        (status = 400, body = crate::error::ErrorBody, description = "`validation_error`: a `reason` too long, or with control characters"),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody, description = "`forbidden`: staff who may read but not cancel"),
         (status = 404, body = crate::error::ErrorBody, description = "`reservation_not_found`"),
         (status = 409, body = crate::error::ErrorBody, description = "`reservation_not_cancellable`, `hold_expired`"),
+        (status = 422, body = crate::error::ErrorBody, description = "`inconsistent_request`: an admin gave no `reason` for someone else's"),
         (status = 503, body = crate::error::ErrorBody, description = "`ledger_unavailable`"),
     ),
     security(("bearer" = [])))]
@@ -108,6 +110,7 @@ pub async fn cancel(
     id: web::Path<String>,
     query: web::Query<CancelQuery>,
 ) -> ApiResult<HttpResponse> {
+    staff::check_reason(query.reason.as_deref())?;
     let (info, owner, _) = state.reservations.lookup(&id).await?;
     staff::check_cancel(&state.db, &who, owner, &id, query.reason.as_deref()).await?;
     Ok(HttpResponse::Ok().json(state.reservations.cancel(&info).await?))

@@ -1,8 +1,10 @@
 //! The two callers of `./ops/contract`, made the way people make them, over HTTP against a
 //! running API in dev mode: a citizen who registers (solving the proof of work) and signs
 //! in, and the dev admin, who signs in with password and authenticator code (so its token
-//! carries the second factor). Prints `CITIZEN_TOKEN=...` and `ADMIN_TOKEN=...`, one a
-//! line, for the shell to read.
+//! carries the second factor). The citizen also holds a seat of `concert-r2` with a payment
+//! opened for it, so the operations on a reservation or a payment have a real one to work
+//! on. Prints `CITIZEN_TOKEN=`, `ADMIN_TOKEN=`, `CONTRACT_RESERVATION_ID=` and
+//! `CONTRACT_PAYMENT_ID=` lines for the shell to read.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,6 +67,19 @@ async fn main() {
     expect(res.send().await.expect("answers"), 201, "registration").await;
     let citizen = json!({"login": email, "password": PASSWORD});
     let citizen = access_token(&client, url, citizen, "citizen sign-in").await;
+    let res = client
+        .post(format!("{url}/v1/offerings/concert-r2/reservations"))
+        .bearer_auth(&citizen)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"quantity": 1, "zone": "a"}));
+    let reservation = expect(res.send().await.expect("answers"), 201, "reservation").await;
+    let reservation = reservation["reservation_id"].as_str().expect("an id").to_owned();
+    let res = client
+        .post(format!("{url}/v1/reservations/{reservation}/payments"))
+        .bearer_auth(&citizen)
+        .json(&json!({"method": "promptpay"}));
+    let payment = expect(res.send().await.expect("answers"), 201, "payment").await;
+    let payment = payment["payment_id"].as_str().expect("an id").to_owned();
 
     let path = args.data_dir.join(allot_api::identity::dev_bootstrap::CREDENTIALS_FILE);
     let creds: Value = serde_json::from_slice(&std::fs::read(&path).expect("dev credentials"))
@@ -76,4 +91,6 @@ async fn main() {
 
     println!("CITIZEN_TOKEN={citizen}");
     println!("ADMIN_TOKEN={admin}");
+    println!("CONTRACT_RESERVATION_ID={reservation}");
+    println!("CONTRACT_PAYMENT_ID={payment}");
 }
