@@ -41,6 +41,12 @@ fn code_now(secret: &str) -> String {
     totp::code_at(secret, now()).unwrap()
 }
 
+/// The next step's code: still accepted now (one step of clock drift is), and later than
+/// the code a second factor was just confirmed with, which is used up.
+fn code_next(secret: &str) -> String {
+    totp::code_at(secret, now() + 30).unwrap()
+}
+
 /// A 6-digit code that is not valid now, one step either side included.
 fn wrong_code(secret: &str) -> String {
     let valid: Vec<String> = [now() - 30, now(), now() + 30]
@@ -467,7 +473,7 @@ async fn an_enrolled_authenticator_is_required_at_sign_in() {
     let (status, res) =
         sign_in(&app, &address, "plum-orbit-kettle-93", Some(&code_now(&secret))).await;
     assert_error(status, &res, (401, "invalid_credentials", None));
-    let (status, session) = sign_in(&app, &address, PASSWORD, Some(&code_now(&secret))).await;
+    let (status, session) = sign_in(&app, &address, PASSWORD, Some(&code_next(&secret))).await;
     assert_eq!(status, 200, "{session}");
     assert!(app.state.tokens.verify(access(&session)).unwrap().mfa);
 
@@ -593,7 +599,7 @@ async fn an_admin_assigns_roles_and_staff_must_enrol_a_second_factor() {
     let (status, res) = set_role(access(&refreshed).into(), other_id, "citizen").await;
     assert_error(status, &res, (401, "unauthorized", None));
     assert_eq!(refresh(&app, &refreshed["refresh_token"]).await.0, 401);
-    let (_, demoted) = sign_in(&app, &address, PASSWORD, Some(&code_now(secret))).await;
+    let (_, demoted) = sign_in(&app, &address, PASSWORD, Some(&code_next(secret))).await;
     assert_eq!(app.state.tokens.verify(access(&demoted)).unwrap().role, Role::Citizen);
     let (status, res) = set_role(access(&demoted).into(), other_id, "citizen").await;
     assert_error(status, &res, (403, "forbidden", None));

@@ -177,6 +177,7 @@ async fn sandbox_money_never_confirms_a_bank_payment() {
         "paid_at": time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap(),
+        "currency": "THB",
     }))
     .unwrap();
     let ts = std::time::SystemTime::now()
