@@ -512,7 +512,7 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
 
     // An admission not used in time lapses: its status reads expired once its 4 s are
     // over, and the token stops working 2 s (the clock leeway) after the expiry it states.
-    // The probe asks for an unknown zone: admitted, that is 400 zone_not_found and holds
+    // The probe asks for an unknown zone: admitted, that is 422 zone_not_found and holds
     // nothing; no longer admitted, 403. Both are waited for, not slept through.
     let expires = admitted["admission_expires_at"].as_str().unwrap().to_owned();
     let probe = || async {
@@ -531,7 +531,7 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
     };
     let expires_at = time::OffsetDateTime::parse(&expires, &Rfc3339).unwrap();
     if time::OffsetDateTime::now_utc() + time::Duration::seconds(1) < expires_at {
-        assert_eq!(probe().await, (400, "zone_not_found".into()), "admitted until {expires}");
+        assert_eq!(probe().await, (422, "zone_not_found".into()), "admitted until {expires}");
     }
     let ticket = first_in_line.1["ticket"].as_str().unwrap();
     let lapsed = until(Duration::from_secs(15), || async {

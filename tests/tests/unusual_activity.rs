@@ -172,6 +172,7 @@ async fn bank_pays_from(app: &TestApp, reference: &str, amount: u64, payer: &str
         "amount_satang": amount,
         "paid_at": now.format(&time::format_description::well_known::Rfc3339).unwrap(),
         "payer_account": payer,
+        "currency": "THB",
     }))
     .unwrap();
     let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs().to_string();

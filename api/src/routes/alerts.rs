@@ -11,6 +11,7 @@ use actix_web::{get, post, put, web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::json::Json;
 use crate::alerts::{Acknowledge, AlertView, Suspension};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -61,7 +62,7 @@ pub async fn acknowledge(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<i64>,
-    body: web::Json<Acknowledge>,
+    body: Json<Acknowledge>,
 ) -> ApiResult<HttpResponse> {
     who.require(&READERS)?;
     Ok(HttpResponse::Ok().json(state.alerts.acknowledge(who.user_id, *id, &body).await?))
@@ -91,7 +92,7 @@ pub async fn suspension(
     state: web::Data<AppState>,
     who: Principal,
     user_id: web::Path<i64>,
-    body: web::Json<SuspensionRequest>,
+    body: Json<SuspensionRequest>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
     let user_id = *user_id;

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::json::Json;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::identity::Role;
@@ -53,7 +54,7 @@ pub struct CreatePartner {
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<CreatePartner>,
+    body: Json<CreatePartner>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
     let created =
@@ -68,7 +69,9 @@ pub struct AllocationRequest {
     pub units: u64,
 }
 
+/// Named apart in the document: `Allocation` is an offering's allocation rule.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = PartnerAllocation)]
 pub struct Allocation {
     pub partner_id: i32,
     pub offering_id: String,
@@ -94,7 +97,7 @@ pub async fn allocate(
     state: web::Data<AppState>,
     who: Principal,
     path: web::Path<(i32, String)>,
-    body: web::Json<AllocationRequest>,
+    body: Json<AllocationRequest>,
 ) -> ApiResult<HttpResponse> {
     who.require(&[Role::Admin])?;
     let (partner_id, offering_id) = path.into_inner();
@@ -188,7 +191,7 @@ pub async fn reserve(
     state: web::Data<AppState>,
     id: web::Path<String>,
     req: HttpRequest,
-    body: web::Json<PartnerReserveRequest>,
+    body: Json<PartnerReserveRequest>,
 ) -> ApiResult<HttpResponse> {
     let partner = state.partners.authenticate(bearer(&req))?;
     let key = check_key(req.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()))?;
@@ -216,7 +219,7 @@ pub async fn pay(
     state: web::Data<AppState>,
     id: web::Path<String>,
     req: HttpRequest,
-    body: web::Json<crate::payments::CreatePayment>,
+    body: Json<crate::payments::CreatePayment>,
 ) -> ApiResult<HttpResponse> {
     let partner = state.partners.authenticate(bearer(&req))?;
     let (intent, created) = state.payments.create_for_partner(partner, &id, &body).await?;

@@ -10,6 +10,7 @@ use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::json::Json;
 use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
 use crate::identity::kyc::{Callback, Decision, KycView, HEADER_SIGNATURE, HEADER_TIMESTAMP};
@@ -51,9 +52,9 @@ pub struct CodeSent {
 pub async fn send_code(
     state: web::Data<AppState>,
     who: Principal,
-    body: Option<web::Json<CodeRequest>>,
+    body: Option<Json<CodeRequest>>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body = body.map(Json::into_inner).unwrap_or_default();
     let kind = state.identity.send_code(who.user_id, body.number.as_deref()).await?;
     Ok(HttpResponse::Accepted().json(CodeSent { sent_to: kind.as_str().into() }))
 }
@@ -83,7 +84,7 @@ pub struct VerificationState {
 pub async fn verify_code(
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<VerifyRequest>,
+    body: Json<VerifyRequest>,
 ) -> ApiResult<HttpResponse> {
     state.identity.confirm_code(who.user_id, &body.code).await?;
     Ok(HttpResponse::Ok().json(VerificationState { verification: "verified".into() }))
@@ -162,7 +163,7 @@ pub async fn sandbox(
     state: web::Data<AppState>,
     who: Principal,
     user_id: web::Path<i64>,
-    body: web::Json<SandboxDecision>,
+    body: Json<SandboxDecision>,
 ) -> ApiResult<HttpResponse> {
     let view = state.identity.sandbox_kyc(who.user_id, *user_id, body.decision).await?;
     Ok(HttpResponse::Ok().json(view))

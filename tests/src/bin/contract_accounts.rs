@@ -1,7 +1,7 @@
 //! The two callers of `./ops/contract`, made the way people make them, over HTTP against a
 //! running API in dev mode: a citizen who registers (solving the proof of work) and signs
 //! in, and the dev admin, who signs in with password and authenticator code (so its token
-//! carries the second factor). The citizen also holds a seat of `concert-r2` with a payment
+//! carries the second factor). The citizen also holds 5,000 baht of `bond-2026` with a payment
 //! opened for it, so the operations on a reservation or a payment have a real one to work
 //! on. Prints `CITIZEN_TOKEN=`, `ADMIN_TOKEN=`, `CONTRACT_RESERVATION_ID=` and
 //! `CONTRACT_PAYMENT_ID=` lines for the shell to read.
@@ -64,14 +64,32 @@ async fn main() {
     let email = format!("contract-{}@example.com", uuid::Uuid::new_v4().simple());
     let registration = json!({"national_id": national_id(), "email": email, "password": PASSWORD});
     let res = client.post(format!("{url}/v1/users")).header("X-Pow", pow).json(&registration);
-    expect(res.send().await.expect("answers"), 201, "registration").await;
+    let registered = expect(res.send().await.expect("answers"), 201, "registration").await;
+    let user_id = registered["user_id"].as_i64().expect("a user id");
     let citizen = json!({"login": email, "password": PASSWORD});
     let citizen = access_token(&client, url, citizen, "citizen sign-in").await;
+    // The bond is for verified citizens: the sandbox KYC provider approves this one, as
+    // `ops/kyc` does.
+    let res = client.post(format!("{url}/v1/me/kyc")).bearer_auth(&citizen).send().await;
+    let opened = res.expect("answers");
+    if !opened.status().is_success() {
+        expect(opened, 201, "identity check").await;
+    }
     let res = client
-        .post(format!("{url}/v1/offerings/concert-r2/reservations"))
+        .post(format!("{url}/v1/sandbox/kyc/{user_id}"))
+        .bearer_auth(&citizen)
+        .json(&json!({"decision": "approved"}))
+        .send()
+        .await
+        .expect("answers");
+    if !res.status().is_success() {
+        expect(res, 200, "identity approval").await;
+    }
+    let res = client
+        .post(format!("{url}/v1/offerings/bond-2026/reservations"))
         .bearer_auth(&citizen)
         .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({"quantity": 1, "zone": "a"}));
+        .json(&json!({"quantity": 5_000}));
     let reservation = expect(res.send().await.expect("answers"), 201, "reservation").await;
     let reservation = reservation["reservation_id"].as_str().expect("an id").to_owned();
     let res = client
