@@ -227,7 +227,7 @@ pub struct KycView {
 impl Identity {
     /// Opens an identity check for the caller, or answers the one already open. Phone and
     /// email identities are proven by a code instead (`validation_error`); an account
-    /// already verified has nothing to check (`validation_error` too).
+    /// already verified has nothing to check (`inconsistent_request`).
     pub async fn start_kyc(&self, user_id: i64) -> ApiResult<(KycView, bool)> {
         let provider = self.kyc.clone().ok_or_else(|| ApiError::new(ErrorCode::NotFound))?;
         let profile = self.profile(user_id).await?;
@@ -238,7 +238,7 @@ impl Identity {
             ));
         }
         if profile.verification == Verification::Verified {
-            return Err(ApiError::validation("identity", "already verified"));
+            return Err(ApiError::inconsistent("identity", "already verified"));
         }
         let mut client = self.db.get().await?;
         if let Some(open) = store::open_kyc_request(&client, user_id).await? {

@@ -46,7 +46,7 @@ impl Identity {
             .await?
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized))?;
         if contact.verification == Verification::Verified {
-            return Err(ApiError::validation("identity", "already verified"));
+            return Err(ApiError::inconsistent("identity", "already verified"));
         }
         let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
         let send_key = uuid::Uuid::new_v4().to_string();
@@ -103,7 +103,7 @@ impl Identity {
                 })?;
             }
             _ => {
-                return Err(ApiError::validation(
+                return Err(ApiError::inconsistent(
                     "identity",
                     "a national ID or passport is verified at a KYC provider: POST /v1/me/kyc",
                 ))

@@ -95,7 +95,10 @@ pub async fn register(
         (Some(national_id), None) => IdentityField::NationalId(national_id),
         (None, Some(identity)) => IdentityField::Identity(identity),
         _ => {
-            return Err(ApiError::validation("identity", "give national_id or identity, not both"))
+            return Err(ApiError::inconsistent(
+                "identity",
+                "give national_id or identity, not both",
+            ))
         }
     };
     let registration = Registration::parse(

@@ -45,6 +45,8 @@ pub struct CodeSent {
         (status = 400, body = ErrorBody,
             description = "`validation_error`: not the registered number, not a phone or email identity, already verified"),
         (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody,
+            description = "`inconsistent_request`: already verified, or an identity verified at a KYC provider instead"),
         (status = 503, body = ErrorBody, description = "`service_unavailable`: no sender, or it failed"),
     ),
     security(("bearer" = [])))]
@@ -101,6 +103,7 @@ pub async fn verify_code(
             description = "`validation_error`: a phone or email identity, or already verified"),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "`not_found`: no KYC provider configured"),
+        (status = 422, body = ErrorBody, description = "`inconsistent_request`: already verified"),
         (status = 503, body = ErrorBody, description = "`service_unavailable`: the provider did not answer"),
     ),
     security(("bearer" = [])))]
