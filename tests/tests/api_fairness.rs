@@ -542,7 +542,7 @@ async fn the_prequeue_is_drawn_from_the_committed_seed_then_fifo_then_admission(
     assert!(lapsed["admission_token"].is_null(), "{lapsed}");
     until(Duration::from_secs(15), || async {
         let answer = probe().await;
-        if answer.0 == 400 {
+        if answer.0 == 422 {
             return None;
         }
         assert_eq!(answer, (403, "queue_admission_required".to_owned()));
