@@ -1,6 +1,6 @@
 //! `allot-tests`: the harness that starts real TigerBeetle (and, later, Postgres) for the
 //! integration tests in `tests/tests/`, the in-process API (`app`), headless Chromium driven
-//! over the DevTools protocol (`browser`), the architecture's invariants checked over the
+//! over the DevTools protocol (`browser`), made-up people (`people`), the architecture's invariants checked over the
 //! source tree (`architecture`), and the benchmark drivers in `src/bin/` (with `contract_accounts`, the callers of
 //! `ops/contract`).
 //!
@@ -14,6 +14,7 @@ pub mod app;
 pub mod architecture;
 pub mod browser;
 pub mod finance;
+pub mod people;
 pub mod postgres;
 pub mod process;
 pub mod tigerbeetle;

@@ -4,21 +4,12 @@
 
 use allot_api::identity::Role;
 use allot_tests::app::TestApp;
+use allot_tests::people::national_id;
 use rand::Rng;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "plum-orbit-kettle-92";
-
-/// A random valid national ID, its check digit from the published rule.
-fn national_id() -> String {
-    let mut rng = rand::thread_rng();
-    let mut digits: Vec<u32> = (0..12).map(|_| rng.gen_range(0..10)).collect();
-    digits[0] = rng.gen_range(1..9);
-    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (13 - i as u32)).sum();
-    digits.push((11 - sum % 11) % 10);
-    digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
-}
 
 async fn call(
     app: &TestApp,

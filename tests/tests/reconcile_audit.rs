@@ -5,17 +5,8 @@
 use allot_api::identity::Role;
 use allot_tests::app::TestApp;
 use allot_tests::finance::{reconcile, sale, text};
-use rand::Rng;
+use allot_tests::people::national_id;
 use serde_json::json;
-
-fn national_id() -> String {
-    let mut rng = rand::thread_rng();
-    let mut digits: Vec<u32> = (0..12).map(|_| rng.gen_range(0..10)).collect();
-    digits[0] = rng.gen_range(1..9);
-    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (13 - i as u32)).sum();
-    digits.push((11 - sum % 11) % 10);
-    digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
-}
 
 fn verify(app: &TestApp) -> (Option<i32>, String) {
     let out = reconcile(app, &["audit", "verify"]);

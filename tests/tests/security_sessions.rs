@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use allot_api::config::Settings;
 use allot_api::identity::totp;
 use allot_tests::app::TestApp;
-use rand::Rng;
+use allot_tests::people::national_id;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "plum-orbit-kettle-92";
@@ -20,15 +20,6 @@ async fn spawn(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// A valid national ID drawn at random (check digit computed).
-fn national_id() -> String {
-    let mut digits: Vec<u32> = (0..12).map(|_| rand::thread_rng().gen_range(0..10)).collect();
-    digits[0] = rand::thread_rng().gen_range(1..9);
-    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (13 - i as u32)).sum();
-    digits.push((11 - sum % 11) % 10);
-    digits.iter().map(|d| d.to_string()).collect()
 }
 
 async fn send(

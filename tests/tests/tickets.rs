@@ -8,21 +8,12 @@ use std::time::Duration;
 use allot_api::identity::Role;
 use allot_api::tickets::token;
 use allot_tests::app::{tickets, TestApp};
+use allot_tests::people::national_id;
 use rand::Rng;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "plum-orbit-kettle-92";
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A random valid Thai national ID (check digit by the published rule, computed here).
-fn national_id() -> String {
-    let mut rng = rand::thread_rng();
-    let mut digits: Vec<u32> = (0..12).map(|_| rng.gen_range(0..10)).collect();
-    digits[0] = rng.gen_range(1..9);
-    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (13 - i as u32)).sum();
-    digits.push((11 - sum % 11) % 10);
-    digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
-}
 
 /// A registered person: (user id, email, access token).
 async fn person(app: &TestApp, name: &str, locale: &str) -> (i64, String, String) {

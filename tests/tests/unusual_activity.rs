@@ -14,6 +14,7 @@ use allot_api::config::{Settings, Threshold};
 use allot_api::identity::{totp, Role};
 use allot_tests::app::{tickets, TestApp};
 use allot_tests::finance::open_payment;
+use allot_tests::people::national_id;
 use rand::Rng;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -31,15 +32,6 @@ async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 fn at_most(count: u32) -> Threshold {
     Threshold { window_seconds: 3600, count }
-}
-
-fn national_id() -> String {
-    let mut rng = rand::thread_rng();
-    let mut digits: Vec<u32> = (0..12).map(|_| rng.gen_range(0..10)).collect();
-    digits[0] = rng.gen_range(1..9);
-    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (13 - i as u32)).sum();
-    digits.push((11 - sum % 11) % 10);
-    digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
 }
 
 async fn call(

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use allot_api::identity::totp;
+use allot_tests::people::national_id;
 use clap::Parser;
-use rand::Rng;
 use serde_json::{json, Value};
 
 #[derive(Debug, Parser)]
@@ -26,15 +26,6 @@ struct Args {
 }
 
 const PASSWORD: &str = "contract-plum-orbit-kettle-92";
-
-/// A valid national ID drawn at random (check digit computed).
-fn national_id() -> String {
-    let mut digits: Vec<u32> = (0..12).map(|_| rand::thread_rng().gen_range(0..10)).collect();
-    digits[0] = rand::thread_rng().gen_range(1..9);
-    let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (13 - i as u32)).sum();
-    digits.push((11 - sum % 11) % 10);
-    digits.iter().map(|d| d.to_string()).collect()
-}
 
 async fn expect(res: reqwest::Response, status: u16, what: &str) -> Value {
     let got = res.status().as_u16();
