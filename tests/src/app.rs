@@ -192,6 +192,30 @@ impl TestApp {
         allot_api::fairness::pow::solve(&serde_json::from_value(challenge).unwrap())
     }
 
+    /// One JSON request: (status, body or null). A registration (`POST /v1/users`) carries a
+    /// solved proof of work, as every client's must.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let registering = method == reqwest::Method::POST && path == "/v1/users";
+        let mut req = self.client.request(method, self.url(path));
+        if registering {
+            req = req.header("X-Pow", self.pow().await);
+        }
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -53,20 +53,7 @@ async fn call(
     bearer: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let registering = method == Method::POST && path == "/v1/users";
-    let mut req = app.client.request(method, app.url(path));
-    if registering {
-        req = req.header("X-Pow", app.pow().await);
-    }
-    if let Some(token) = bearer {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    app.call(method, path, bearer, body).await
 }
 
 async fn register(app: &TestApp, email: &str, national_id: &str) -> i64 {

@@ -18,13 +18,7 @@ async fn call(
     bearer: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(bearer);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    app.call(method, path, Some(bearer), body).await
 }
 
 /// A partner with `units` of the offering: (partner id, client id, client secret).

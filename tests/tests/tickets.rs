@@ -51,12 +51,7 @@ async fn call(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.unwrap();
-    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    app.call(method, path, Some(token), body).await
 }
 
 /// Reserves `quantity` seats of `offering` for `token`'s holder and pays with play money;
