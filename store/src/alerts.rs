@@ -41,6 +41,17 @@ pub struct Finding {
     pub evidence: Value,
 }
 
+/// One rule's query over the window: `$1` the window in seconds, `$2` the threshold; each
+/// row is (subject, count, evidence).
+async fn windowed(
+    client: &impl GenericClient,
+    sql: &str,
+    window: Duration,
+    threshold: i64,
+) -> Result<Vec<Finding>, Error> {
+    Ok(findings(client.query(sql, &[&seconds(window), &threshold]).await?))
+}
+
 fn findings(rows: Vec<tokio_postgres::Row>) -> Vec<Finding> {
     rows.iter()
         .map(|r| Finding { subject: r.get(0), count: r.get(1), evidence: r.get(2) })
@@ -57,9 +68,7 @@ pub async fn registrations_per_source(
     window: Duration,
     threshold: i64,
 ) -> Result<Vec<Finding>, Error> {
-    let rows = client
-        .query(
-            "SELECT subject, count(DISTINCT user_id),
+    let sql = "SELECT subject, count(DISTINCT user_id),
                     jsonb_build_object('accounts', (array_agg(DISTINCT user_id))[1:20],
                                        'first', min(at), 'last', max(at))
              FROM (SELECT 'network:' || network AS subject, user_id, at FROM activity_events
@@ -69,11 +78,8 @@ pub async fn registrations_per_source(
                    SELECT 'device:' || device, user_id, at FROM activity_events
                    WHERE kind = 'registration' AND device IS NOT NULL
                      AND at > now() - make_interval(secs => $1)) e
-             GROUP BY subject HAVING count(DISTINCT user_id) >= $2",
-            &[&seconds(window), &threshold],
-        )
-        .await?;
-    Ok(findings(rows))
+             GROUP BY subject HAVING count(DISTINCT user_id) >= $2";
+    windowed(client, sql, window, threshold).await
 }
 
 /// People who cancelled many reservations within the window (reserve, cancel, again).
@@ -82,19 +88,14 @@ pub async fn reserve_cancel_churn(
     window: Duration,
     threshold: i64,
 ) -> Result<Vec<Finding>, Error> {
-    let rows = client
-        .query(
-            "SELECT 'user:' || user_id, count(*),
+    let sql = "SELECT 'user:' || user_id, count(*),
                     jsonb_build_object('cancelled', (array_agg(reservation_id ORDER BY updated_at))[1:20],
                                        'offerings', array_agg(DISTINCT offering_id),
                                        'first', min(updated_at), 'last', max(updated_at))
              FROM reservations
              WHERE status = 'cancelled' AND updated_at > now() - make_interval(secs => $1)
-             GROUP BY user_id HAVING count(*) >= $2",
-            &[&seconds(window), &threshold],
-        )
-        .await?;
-    Ok(findings(rows))
+             GROUP BY user_id HAVING count(*) >= $2";
+    windowed(client, sql, window, threshold).await
 }
 
 /// One payer's account paying for many people's reservations within the window.
@@ -103,9 +104,7 @@ pub async fn payer_many_identities(
     window: Duration,
     threshold: i64,
 ) -> Result<Vec<Finding>, Error> {
-    let rows = client
-        .query(
-            "SELECT 'payer:' || n.payer_account, count(DISTINCT i.user_id),
+    let sql = "SELECT 'payer:' || n.payer_account, count(DISTINCT i.user_id),
                     jsonb_build_object('people', (array_agg(DISTINCT i.user_id))[1:20],
                                        'payments', count(*),
                                        'amount_satang', sum(n.amount_satang),
@@ -113,11 +112,8 @@ pub async fn payer_many_identities(
              FROM payment_notifications n JOIN payment_intents i ON i.payment_id = n.payment_id
              WHERE n.payer_account IS NOT NULL
                AND n.received_at > now() - make_interval(secs => $1)
-             GROUP BY n.payer_account HAVING count(DISTINCT i.user_id) >= $2",
-            &[&seconds(window), &threshold],
-        )
-        .await?;
-    Ok(findings(rows))
+             GROUP BY n.payer_account HAVING count(DISTINCT i.user_id) >= $2";
+    windowed(client, sql, window, threshold).await
 }
 
 /// Accounts with many wrong second-factor codes within the window.
@@ -126,19 +122,14 @@ pub async fn mfa_failures(
     window: Duration,
     threshold: i64,
 ) -> Result<Vec<Finding>, Error> {
-    let rows = client
-        .query(
-            "SELECT 'user:' || user_id, count(*),
+    let sql = "SELECT 'user:' || user_id, count(*),
                     jsonb_build_object('networks', array_agg(DISTINCT network),
                                        'first', min(at), 'last', max(at))
              FROM activity_events
              WHERE kind = 'mfa_failure' AND user_id IS NOT NULL
                AND at > now() - make_interval(secs => $1)
-             GROUP BY user_id HAVING count(*) >= $2",
-            &[&seconds(window), &threshold],
-        )
-        .await?;
-    Ok(findings(rows))
+             GROUP BY user_id HAVING count(*) >= $2";
+    windowed(client, sql, window, threshold).await
 }
 
 /// Payment webhooks refused for their signature, per gateway, within the window.
@@ -147,18 +138,13 @@ pub async fn webhook_signature_failures(
     window: Duration,
     threshold: i64,
 ) -> Result<Vec<Finding>, Error> {
-    let rows = client
-        .query(
-            "SELECT 'gateway:' || COALESCE(detail, '?'), count(*),
+    let sql = "SELECT 'gateway:' || COALESCE(detail, '?'), count(*),
                     jsonb_build_object('networks', (array_agg(DISTINCT network))[1:20],
                                        'first', min(at), 'last', max(at))
              FROM activity_events
              WHERE kind = 'webhook_rejected' AND at > now() - make_interval(secs => $1)
-             GROUP BY detail HAVING count(*) >= $2",
-            &[&seconds(window), &threshold],
-        )
-        .await?;
-    Ok(findings(rows))
+             GROUP BY detail HAVING count(*) >= $2";
+    windowed(client, sql, window, threshold).await
 }
 
 /// Money booked for refund, or matching no payment, above a count within the window
@@ -168,20 +154,15 @@ pub async fn refunds_and_unmatched(
     window: Duration,
     threshold: i64,
 ) -> Result<Vec<Finding>, Error> {
-    let rows = client
-        .query(
-            "SELECT 'outcome:' || outcome, count(*),
+    let sql = "SELECT 'outcome:' || outcome, count(*),
                     jsonb_build_object('amount_satang', sum(amount_satang),
                                        'transactions', (array_agg(transaction_id ORDER BY received_at))[1:20],
                                        'first', min(received_at), 'last', max(received_at))
              FROM payment_notifications
              WHERE outcome IN ('refund_due', 'unmatched')
                AND received_at > now() - make_interval(secs => $1)
-             GROUP BY outcome HAVING count(*) >= $2",
-            &[&seconds(window), &threshold],
-        )
-        .await?;
-    Ok(findings(rows))
+             GROUP BY outcome HAVING count(*) >= $2";
+    windowed(client, sql, window, threshold).await
 }
 
 /// Tickets passed along a chain: changed hands at least `threshold` times in the window.
@@ -190,19 +171,14 @@ pub async fn ticket_transfer_chains(
     window: Duration,
     threshold: i64,
 ) -> Result<Vec<Finding>, Error> {
-    let rows = client
-        .query(
-            "SELECT 'ticket:' || reservation_id || '-' || seat, count(*),
+    let sql = "SELECT 'ticket:' || reservation_id || '-' || seat, count(*),
                     jsonb_build_object('holders', jsonb_agg(jsonb_build_array(from_user_id, to_user_id)
                                                             ORDER BY transferred_at),
                                        'first', min(transferred_at), 'last', max(transferred_at))
              FROM ticket_transfers
              WHERE transferred_at > now() - make_interval(secs => $1)
-             GROUP BY reservation_id, seat HAVING count(*) >= $2",
-            &[&seconds(window), &threshold],
-        )
-        .await?;
-    Ok(findings(rows))
+             GROUP BY reservation_id, seat HAVING count(*) >= $2";
+    windowed(client, sql, window, threshold).await
 }
 
 /// Records an alert unless `rule` fired for `subject` within `window`; returns its id when
