@@ -225,7 +225,9 @@ SCHEMATHESIS_VERSION="4.32.5"
 SCHEMATHESIS_DIR="$TOOLS/schemathesis-$SCHEMATHESIS_VERSION"
 SCHEMATHESIS="$SCHEMATHESIS_DIR/bin/schemathesis"
 ensure_schemathesis() {
-    [ -f "$SCHEMATHESIS_DIR/.installed" ] && return 0
+    # The stamp and a program that runs: a venv's scripts name its python by the path it was
+    # made at, so a venv reached through a moved or removed path is installed again.
+    [ -f "$SCHEMATHESIS_DIR/.installed" ] && "$SCHEMATHESIS_DIR/bin/schemathesis" --version >/dev/null 2>&1 && return 0
     log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $SCHEMATHESIS_DIR"
     rm -rf "$SCHEMATHESIS_DIR"
     python3 -m venv "$SCHEMATHESIS_DIR" 2>/dev/null ||
